@@ -1,0 +1,213 @@
+"""Source and target domains: stacking, splitting and their validation.
+
+Two equivalent ways to hand the domains to ``fit``:
+
+* split: ``fit(X_source, y_source, X_target=..., y_target=...)``;
+* stacked: ``fit(X, y, sample_domain=d)`` with ``d > 0`` on source rows and
+  ``d < 0`` on target rows (skada's convention).
+
+Unlabelled target rows carry ``y = -1`` (classification, scikit-learn's
+semi-supervised convention) or ``y = NaN`` (regression).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.utils import check_array
+from sklearn.utils.validation import _num_samples
+
+#: Domain codes written by :func:`stack_domains` (as skada's generators do).
+SOURCE_DOMAIN = 1
+TARGET_DOMAIN = -2
+#: Label of an unlabelled row for classifiers.
+UNLABELLED = -1
+
+
+def stack_domains(X_source, y_source, X_target=None, y_target=None):
+    """Stack source and target rows into ``(X, y, sample_domain)``.
+
+    The stacked form is what Pipelines and cross-validation need: every row
+    goes through the same preprocessing steps and is sliced consistently.
+
+    Parameters
+    ----------
+    X_source : array-like of shape (n_source, n_features)
+        Labelled source rows.
+    y_source : array-like of shape (n_source,) or (n_source, n_outputs)
+        Source labels.
+    X_target : array-like of shape (n_target, n_features), default=None
+        Target rows.
+    y_target : array-like of shape (n_target,) or (n_target, n_outputs), \
+            default=None
+        Target labels, ``-1`` (classes) or ``NaN`` (regression) where unknown.
+        ``None`` marks every target row unlabelled: ``NaN`` when ``y_source``
+        is floating point, ``-1`` otherwise.
+
+    Returns
+    -------
+    X : ndarray of shape (n_source + n_target, n_features)
+        Source rows, then target rows.
+    y : ndarray of shape (n_source + n_target,) or (n_samples, n_outputs)
+        Labels in the same order.
+    sample_domain : ndarray of shape (n_source + n_target,)
+        ``1`` on source rows, ``-2`` on target rows.
+
+    Examples
+    --------
+    >>> from sktd import stack_domains
+    >>> X, y, d = stack_domains([[0.0], [1.0]], [0, 1], [[2.0]], [-1])
+    >>> X.ravel().tolist(), y.tolist(), d.tolist()
+    ([0.0, 1.0, 2.0], [0, 1, -1], [1, 1, -2])
+    """
+    X_source = check_array(
+        X_source, dtype=None, ensure_all_finite=False, input_name="X_source"
+    )
+    y_source = check_array(
+        y_source,
+        dtype=None,
+        ensure_2d=False,
+        ensure_all_finite=False,
+        input_name="y_source",
+    )
+    _check_same_length(X_source, "X_source", y_source, "y_source")
+    if X_target is None:
+        if y_target is not None:
+            raise ValueError("y_target was given without X_target.")
+        domain = np.full(len(X_source), SOURCE_DOMAIN)
+        return X_source, y_source, domain
+    X_target = check_array(
+        X_target, dtype=None, ensure_all_finite=False, input_name="X_target"
+    )
+    _check_same_features(X_source, "X_source", X_target)
+    if y_target is None:
+        y_target = _unlabelled_like(y_source, len(X_target))
+    y_target = check_array(
+        y_target,
+        dtype=None,
+        ensure_2d=False,
+        ensure_all_finite=False,
+        input_name="y_target",
+    )
+    _check_same_length(X_target, "X_target", y_target, "y_target")
+    if y_source.ndim != y_target.ndim or y_source.shape[1:] != y_target.shape[1:]:
+        raise ValueError(
+            f"y_target has shape {y_target.shape[1:]} per row, but y_source has "
+            f"{y_source.shape[1:]}; both need the same outputs."
+        )
+    X = np.concatenate([X_source, X_target])
+    y = np.concatenate([y_source, y_target])
+    domain = np.concatenate(
+        [np.full(len(X_source), SOURCE_DOMAIN), np.full(len(X_target), TARGET_DOMAIN)]
+    )
+    return X, y, domain
+
+
+def check_sample_domain(sample_domain, n_samples):
+    """Validate ``sample_domain`` and return it as a 1-D integer array."""
+    sample_domain = check_array(
+        sample_domain,
+        ensure_2d=False,
+        dtype=None,
+        input_name="sample_domain",
+    )
+    if sample_domain.ndim != 1:
+        raise ValueError(
+            f"sample_domain must be 1-D, got an array of shape {sample_domain.shape}."
+        )
+    if sample_domain.dtype.kind not in "iu" and not (
+        sample_domain.dtype.kind == "f"
+        and np.all(sample_domain == np.round(sample_domain))
+    ):
+        raise TypeError(
+            "sample_domain must hold integers (> 0 for source rows, < 0 for target "
+            f"rows), got dtype {sample_domain.dtype}."
+        )
+    sample_domain = sample_domain.astype(np.int64)
+    if len(sample_domain) != n_samples:
+        raise ValueError(
+            f"sample_domain has {len(sample_domain)} entries, but X has "
+            f"{n_samples} rows; give one domain per row."
+        )
+    if np.any(sample_domain == 0):
+        raise ValueError(
+            "sample_domain contains 0; use a positive value for source rows and a "
+            "negative value for target rows."
+        )
+    return sample_domain
+
+
+@dataclass
+class Domains:
+    """Validated rows of both domains, in stacked order.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Every row: the transfer set.
+    y : ndarray
+        Encoded labels: class indices with ``-1`` where unlabelled, or floats
+        with ``NaN`` where unlabelled.
+    is_source : ndarray of bool
+        ``True`` on source rows.
+    is_labelled : ndarray of bool
+        ``True`` on rows with a label.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    is_source: np.ndarray
+    is_labelled: np.ndarray
+
+    @property
+    def source(self):
+        """Mask of the labelled source rows (the pretraining set)."""
+        return self.is_source & self.is_labelled
+
+    @property
+    def labelled_target(self):
+        """Mask of the labelled target rows (the fine-tuning set)."""
+        return ~self.is_source & self.is_labelled
+
+
+def is_unlabelled_class(y):
+    """Mask of entries equal to the unlabelled marker ``-1``, for any dtype."""
+    y = np.asarray(y)
+    if y.dtype.kind in "iuf":
+        return y == UNLABELLED
+    if y.dtype.kind == "O":
+        return np.fromiter(
+            (
+                isinstance(v, (int, float, np.integer, np.floating))
+                and not isinstance(v, bool)
+                and v == UNLABELLED
+                for v in y
+            ),
+            dtype=bool,
+            count=len(y),
+        )
+    return np.zeros(len(y), dtype=bool)
+
+
+def _unlabelled_like(y_source, n_rows):
+    shape = (n_rows,) + y_source.shape[1:]
+    if y_source.dtype.kind == "f":
+        return np.full(shape, np.nan)
+    if y_source.dtype.kind in "iu":
+        return np.full(shape, UNLABELLED, dtype=y_source.dtype)
+    return np.full(shape, UNLABELLED, dtype=object)
+
+
+def _check_same_length(X, X_name, y, y_name):
+    if _num_samples(y) != _num_samples(X):
+        raise ValueError(
+            f"{y_name} has {_num_samples(y)} rows, but {X_name} has "
+            f"{_num_samples(X)}; give one label per row."
+        )
+
+
+def _check_same_features(X_source, source_name, X_target):
+    if X_target.shape[1] != X_source.shape[1]:
+        raise ValueError(
+            f"X_target has {X_target.shape[1]} features, but {source_name} has "
+            f"{X_source.shape[1]}; both domains need the same features."
+        )

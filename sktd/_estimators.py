@@ -1,0 +1,858 @@
+"""The transfer-then-distil estimators.
+
+``fit`` runs three stages, each a fresh skorch net:
+
+1. :meth:`~BaseTransferDistill._pretrain` a teacher on the labelled source rows;
+2. :meth:`~BaseTransferDistill._transfer` it: fine-tune on the labelled target rows;
+3. :meth:`~BaseTransferDistill._distil` a small student from the teacher over the
+   transfer set, every source and target row, labelled or not.
+"""
+
+import contextlib
+import copy
+import time
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from skorch import NeuralNet
+from skorch.callbacks import EarlyStopping
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
+from torch import nn
+
+from ._domains import Domains, check_sample_domain, is_unlabelled_class
+from ._losses import ClassificationDistillationLoss, RegressionDistillationLoss
+from ._networks import MLP, count_parameters
+from ._training import DistillationNet, SupervisedNet, TensorBatches
+
+# Predicting in chunks bounds the memory of the hidden activations.
+_PREDICT_CHUNK = 65536
+
+
+class BaseTransferDistill(BaseEstimator):
+    """Shared machinery of the classifier and the regressor.
+
+    Subclasses say how labels are validated and encoded, which supervised
+    criterion and distillation loss to use, and how outputs become
+    predictions.
+    """
+
+    _parameter_constraints = {
+        "teacher": [None, HasMethods(["forward"]), NeuralNet],
+        "student": [None, HasMethods(["forward"]), NeuralNet],
+        "teacher_hidden_layer_sizes": ["array-like"],
+        "student_hidden_layer_sizes": ["array-like"],
+        "alpha": [Interval(Real, 0, 1, closed="both")],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "device": [str, torch.device],
+    }
+
+    def __init__(
+        self,
+        teacher=None,
+        student=None,
+        *,
+        teacher_hidden_layer_sizes=(128, 64),
+        student_hidden_layer_sizes=(64, 32),
+        alpha=0.9,
+        learning_rate_init=1e-3,
+        batch_size="auto",
+        max_iter=200,
+        weight_decay=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        random_state=None,
+        verbose=0,
+        device="cpu",
+    ):
+        self.teacher = teacher
+        self.student = student
+        self.teacher_hidden_layer_sizes = teacher_hidden_layer_sizes
+        self.student_hidden_layer_sizes = student_hidden_layer_sizes
+        self.alpha = alpha
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+
+    # ------------------------------------------------------------------ fit
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, X_target=None, y_target=None, sample_domain=None):
+        """Pretrain a teacher, transfer it to the target, distil a student.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Source rows (split form) or source and target rows (stacked form,
+            with ``sample_domain``).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Labels of ``X``. In the stacked form, target rows may be
+            unlabelled: ``-1`` for classifiers, ``NaN`` for regressors.
+        X_target : array-like of shape (n_target, n_features), default=None
+            Target rows (split form).
+        y_target : array-like of shape (n_target,), default=None
+            Labels of ``X_target``, ``-1`` / ``NaN`` where unknown. ``None``
+            with ``X_target`` given means every target row is unlabelled.
+        sample_domain : array-like of shape (n_samples,), default=None
+            Stacked form: ``> 0`` on source rows, ``< 0`` on target rows.
+            Cannot be combined with ``X_target``.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        domains = self._validate_domains(X, y, X_target, y_target, sample_domain)
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        with _seeded_torch(seed, self.device):
+            self.teacher_ = self._pretrain(domains)
+            self.teacher_ = self._transfer(self.teacher_, domains)
+            self.student_ = self._distil(self.teacher_, domains)
+        self.n_iter_ = len(self.student_.history)
+        return self
+
+    def _pretrain(self, domains):
+        """Stage 1: train the teacher on the labelled source rows."""
+        rows = domains.source
+        module = self._build_module(
+            self.teacher, self.teacher_hidden_layer_sizes, domains.X.shape[1]
+        )
+        net = self._make_net(
+            SupervisedNet, module, self._supervised_criterion(), self.teacher
+        )
+        return self._fit_net(net, domains.X[rows], domains.y[rows], stratify=True)
+
+    def _transfer(self, teacher, domains):
+        """Stage 2: fine-tune a copy of the teacher on the labelled target rows.
+
+        With no labelled target row the pretrained teacher is returned as is.
+        """
+        rows = domains.labelled_target
+        if not rows.any():
+            return teacher
+        module = copy.deepcopy(teacher.module_)
+        net = self._make_net(
+            SupervisedNet, module, self._supervised_criterion(), self.teacher
+        )
+        return self._fit_net(net, domains.X[rows], domains.y[rows], stratify=True)
+
+    def _distil(self, teacher, domains):
+        """Stage 3: train the student on the teacher's outputs over every row."""
+        teacher_out = _forward(teacher.module_, domains.X, self.device)
+        labels = self._labels_as_columns(domains.y)
+        targets = np.hstack([teacher_out, labels]).astype(np.float32)
+        module = self._build_module(
+            self.student,
+            self.student_hidden_layer_sizes,
+            domains.X.shape[1],
+        )
+        net = self._make_net(
+            DistillationNet, module, self._distillation_criterion(), self.student
+        )
+        return self._fit_net(net, domains.X, targets, stratify=False)
+
+    # ------------------------------------------------------- stage plumbing
+
+    def _build_module(self, spec, hidden_layer_sizes, n_features):
+        """Return a fresh torch module for a ``teacher`` / ``student`` spec."""
+        if spec is None:
+            sizes = _check_hidden_layer_sizes(hidden_layer_sizes)
+            return MLP(n_features, self.n_outputs_, sizes)
+        if isinstance(spec, NeuralNet):
+            if getattr(spec, "initialized_", False):
+                return copy.deepcopy(spec.module_)
+            module = spec.module
+            if isinstance(module, type):
+                return module(**spec.get_params_for("module"))
+            return copy.deepcopy(module)
+        if isinstance(spec, nn.Module):
+            return copy.deepcopy(spec)
+        raise TypeError(
+            "teacher and student must be None, a torch.nn.Module or a skorch "
+            f"NeuralNet, got {type(spec).__name__}."
+        )
+
+    def _make_net(self, net_class, module, criterion, spec):
+        """Build the skorch net of one stage; a skorch ``spec`` overrides defaults."""
+        settings = {
+            "optimizer": torch.optim.Adam,
+            "lr": self.learning_rate_init,
+            "optimizer__weight_decay": self.weight_decay,
+            "max_epochs": self.max_iter,
+            "batch_size": self.batch_size,
+        }
+        if isinstance(spec, NeuralNet):
+            settings.update(
+                optimizer=spec.optimizer,
+                lr=spec.lr,
+                max_epochs=spec.max_epochs,
+                batch_size=spec.batch_size,
+                **{
+                    f"optimizer__{k}": v
+                    for k, v in spec.get_params_for("optimizer").items()
+                },
+            )
+        monitor = "valid_loss" if self.early_stopping else "train_loss"
+        stopper = EarlyStopping(
+            monitor=monitor,
+            patience=self.n_iter_no_change,
+            threshold=self.tol,
+            threshold_mode="abs",
+            load_best=self.early_stopping,
+            sink=print if self.verbose else _silent,
+        )
+        return net_class(
+            module=module,
+            criterion=criterion,
+            iterator_train=TensorBatches,
+            iterator_valid=TensorBatches,
+            iterator_train__shuffle=True,
+            train_split=None,
+            callbacks=[("early_stopping", stopper)],
+            device=self.device,
+            verbose=self.verbose,
+            **settings,
+        )
+
+    def _fit_net(self, net, X, y, stratify):
+        """Fit ``net`` on rows ``X``, ``y``, holding out a validation split if asked."""
+        if net.batch_size == "auto":
+            net.batch_size = min(200, len(X))
+        if self.early_stopping:
+            stratify_by = y if stratify and self._is_classifier_task() else None
+            X, X_valid, y, y_valid = train_test_split(
+                X,
+                y,
+                test_size=self.validation_fraction,
+                stratify=_stratifiable(stratify_by),
+                random_state=0,
+            )
+            net.set_params(
+                train_split=predefined_split(Dataset(*_as_tensors(X_valid, y_valid)))
+            )
+        net.fit(*_as_tensors(X, y))
+        net.module_.eval()
+        return net
+
+    def _validate_domains(self, X, y, X_target, y_target, sample_domain):
+        """Check every input of ``fit`` and return the stacked, encoded rows."""
+        if X_target is not None and sample_domain is not None:
+            raise ValueError(
+                "Pass the target rows either as X_target (split form) or through "
+                "sample_domain (stacked form), not both."
+            )
+        if X_target is None and y_target is not None:
+            raise ValueError("y_target was given without X_target.")
+        X, y_raw = validate_data(
+            self,
+            X,
+            y,
+            reset=True,
+            dtype=np.float64,
+            ensure_all_finite=False,
+            multi_output=True,
+            y_numeric=False,
+        )
+        n_source = len(X)
+        if X_target is not None:
+            X_target = self._validate_target_X(X_target)
+            if y_target is None:
+                y_target = self._unlabelled_targets(len(X_target), y_raw)
+            y_target = _as_label_array(y_target, "y_target")
+            if len(y_target) != len(X_target):
+                raise ValueError(
+                    f"y_target has {len(y_target)} rows, but X_target has "
+                    f"{len(X_target)}; give one label per target row."
+                )
+            _check_finite(X, "X")
+            X = np.concatenate([X, X_target])
+            y_raw = _concatenate_labels(y_raw, y_target)
+            is_source = np.arange(len(X)) < n_source
+        elif sample_domain is not None:
+            is_source = check_sample_domain(sample_domain, len(X)) > 0
+        else:
+            is_source = np.ones(len(X), dtype=bool)
+        _check_finite(X[is_source], "X")
+        _check_finite(X[~is_source], "X_target" if X_target is not None else "X")
+        if not is_source.any():
+            raise ValueError(
+                "sample_domain marks no row as source (> 0); sktd needs labelled "
+                "source rows to pretrain the teacher."
+            )
+        y, is_labelled = self._encode_labels(y_raw, is_source)
+        self.input_scaler_ = StandardScaler().fit(X)
+        X = self.input_scaler_.transform(X).astype(np.float32)
+        return Domains(X=X, y=y, is_source=is_source, is_labelled=is_labelled)
+
+    def _validate_target_X(self, X_target):
+        try:
+            return validate_data(
+                self, X_target, reset=False, dtype=np.float64, ensure_all_finite=False
+            )
+        except ValueError as error:
+            raise ValueError(f"X_target: {error}") from error
+
+    # ------------------------------------------------------------- predict
+
+    def _transform_inputs(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return self.input_scaler_.transform(X).astype(np.float32)
+
+    def _student_outputs(self, X):
+        X = self._transform_inputs(X)
+        return _forward(self.student_.module_, X, self.device)
+
+    def distillation_report(self, X, y, n_repeats=5):
+        """Compare teacher and student on ``X``, ``y``: what distillation bought.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Evaluation rows (typically held-out target rows).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Their labels.
+        n_repeats : int, default=5
+            Timed predictions per model; the median is reported.
+
+        Returns
+        -------
+        report : dict
+            ``{"teacher": {...}, "student": {...}}``, each with ``score``
+            (accuracy or R²), ``n_params`` and ``latency_ms``, the median
+            wall time to predict all of ``X``.
+        """
+        check_is_fitted(self)
+        report = {}
+        for name, net in (("teacher", self.teacher_), ("student", self.student_)):
+            times = []
+            for _ in range(n_repeats):
+                start = time.perf_counter()
+                outputs = _forward(net.module_, self._transform_inputs(X), self.device)
+                predictions = self._outputs_to_predictions(outputs)
+                times.append(time.perf_counter() - start)
+            report[name] = {
+                "score": float(self._score_predictions(y, predictions)),
+                "n_params": count_parameters(net.module_),
+                "latency_ms": 1000.0 * float(np.median(times)),
+            }
+        return report
+
+    def _is_classifier_task(self):
+        return False
+
+
+class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
+    """Pretrain on a source domain, fine-tune on the target, distil a student.
+
+    One ``fit`` trains a teacher network on the labelled source rows, fine-tunes
+    it on the labelled target rows and distils it into a smaller student over
+    every row, labelled or not, with Hinton's soft targets. ``predict`` and
+    ``predict_proba`` use the student.
+
+    Parameters
+    ----------
+    teacher : None, torch.nn.Module or skorch.NeuralNet, default=None
+        Teacher network. ``None`` builds an MLP with
+        ``teacher_hidden_layer_sizes``. A module is copied, never trained in
+        place; it must map ``n_features`` inputs to ``n_classes`` logits. A
+        skorch net contributes its module, optimizer, ``lr``, ``max_epochs``
+        and ``batch_size``; its nested parameters (``teacher__lr``) can be
+        tuned by :class:`~sklearn.model_selection.GridSearchCV`.
+    student : None, torch.nn.Module or skorch.NeuralNet, default=None
+        Student network, as ``teacher``; ``None`` builds an MLP with
+        ``student_hidden_layer_sizes``.
+    teacher_hidden_layer_sizes : tuple of int, default=(128, 64)
+        Hidden widths of the default teacher.
+    student_hidden_layer_sizes : tuple of int, default=(64, 32)
+        Hidden widths of the default student.
+    temperature : float, default=4.0
+        Softening temperature ``T`` of the distillation loss; the teacher term
+        is scaled by ``T**2``.
+    alpha : float, default=0.9
+        Weight of the teacher term in the distillation loss; ``1 - alpha``
+        weighs the hard labels. Unlabelled rows use the teacher term only.
+    distillation_loss : {"kl", "logit_mse"}, default="kl"
+        ``"kl"``: Hinton's soft targets. ``"logit_mse"``: squared error between
+        logits (Ba & Caruana, 2014).
+    learning_rate_init : float, default=1e-3
+        Adam learning rate of every stage.
+    batch_size : int or "auto", default="auto"
+        Rows per batch; ``"auto"`` is ``min(200, n_rows)`` as in
+        :class:`~sklearn.neural_network.MLPClassifier`.
+    max_iter : int, default=200
+        Maximum number of epochs of each stage.
+    weight_decay : float, default=0.0
+        L2 penalty passed to Adam.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of each stage's rows and stop when the
+        validation loss has not improved by ``tol`` for ``n_iter_no_change``
+        epochs, restoring the best weights. When ``False``, the training loss
+        is monitored the same way.
+    validation_fraction : float, default=0.1
+        Share of rows held out when ``early_stopping`` is on.
+    n_iter_no_change : int, default=10
+        Epochs without improvement before a stage stops.
+    tol : float, default=1e-4
+        Minimum improvement of the monitored loss.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling and validation splits. The same
+        integer gives bit-identical predictions on the CPU.
+    verbose : int, default=0
+        ``0`` is silent; ``1`` prints skorch's per-epoch log of each stage.
+    device : str or torch.device, default="cpu"
+        Where every stage trains and predicts, e.g. ``"cuda"``.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Sorted union of the source and target labels.
+    teacher_ : skorch.NeuralNet
+        The fitted teacher (after transfer). Its module outputs logits.
+    student_ : skorch.NeuralNet
+        The fitted student, used by ``predict``. Its module outputs logits.
+    input_scaler_ : sklearn.preprocessing.StandardScaler
+        Standardises the inputs of both networks, fitted on every row.
+    n_iter_ : int
+        Epochs run by the distillation stage.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during ``fit``, when ``X`` has string column
+        names.
+
+    See Also
+    --------
+    TransferDistillRegressor : The same recipe for regression.
+    sklearn.neural_network.MLPClassifier : A single network on one domain.
+
+    References
+    ----------
+    G. Hinton, O. Vinyals, J. Dean, "Distilling the Knowledge in a Neural
+    Network", 2015.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> from sktd import TransferDistillClassifier
+    >>> X, y = make_classification(n_samples=300, random_state=0)
+    >>> X_source, y_source, X_target, y_target = X[:200], y[:200], X[200:], y[200:]
+    >>> clf = TransferDistillClassifier(max_iter=20, random_state=0)
+    >>> clf = clf.fit(X_source, y_source, X_target=X_target, y_target=y_target)
+    >>> clf.predict(X_target[:3]).shape
+    (3,)
+    """
+
+    _parameter_constraints = {
+        **BaseTransferDistill._parameter_constraints,
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "distillation_loss": [StrOptions({"kl", "logit_mse"})],
+    }
+
+    def __init__(
+        self,
+        teacher=None,
+        student=None,
+        *,
+        teacher_hidden_layer_sizes=(128, 64),
+        student_hidden_layer_sizes=(64, 32),
+        temperature=4.0,
+        alpha=0.9,
+        distillation_loss="kl",
+        learning_rate_init=1e-3,
+        batch_size="auto",
+        max_iter=200,
+        weight_decay=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        random_state=None,
+        verbose=0,
+        device="cpu",
+    ):
+        super().__init__(
+            teacher=teacher,
+            student=student,
+            teacher_hidden_layer_sizes=teacher_hidden_layer_sizes,
+            student_hidden_layer_sizes=student_hidden_layer_sizes,
+            alpha=alpha,
+            learning_rate_init=learning_rate_init,
+            batch_size=batch_size,
+            max_iter=max_iter,
+            weight_decay=weight_decay,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            random_state=random_state,
+            verbose=verbose,
+            device=device,
+        )
+        self.temperature = temperature
+        self.distillation_loss = distillation_loss
+
+    def predict(self, X, sample_domain=None):
+        """Predict class labels with the student.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to classify.
+        sample_domain : array-like, default=None
+            Accepted for Pipelines and cross-validation, and ignored:
+            predictions are always for the target task.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+            Predicted labels from ``classes_``.
+        """
+        return self._outputs_to_predictions(self._student_outputs(X))
+
+    def predict_proba(self, X, sample_domain=None):
+        """Class probabilities from the student.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to classify.
+        sample_domain : array-like, default=None
+            Accepted and ignored, as in :meth:`predict`.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probabilities in the order of ``classes_``.
+        """
+        return _softmax(self._student_outputs(X))
+
+    def predict_log_proba(self, X, sample_domain=None):
+        """Log of :meth:`predict_proba`."""
+        logits = self._student_outputs(X).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = True
+        return tags
+
+    # -- hooks used by the base class
+
+    def _is_classifier_task(self):
+        return True
+
+    def _encode_labels(self, y, is_source):
+        y = _as_label_array(y, "y")
+        if y.ndim != 1:
+            y = column_or_1d(y, warn=True)
+        is_labelled = ~(is_unlabelled_class(y) & ~is_source)
+        labelled = y[is_labelled]
+        check_classification_targets(labelled)
+        self.classes_ = np.unique(labelled)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                "TransferDistillClassifier needs labelled rows of at least 2 "
+                f"classes; got 1 class ({self.classes_[0]!r})."
+            )
+        self.n_outputs_ = len(self.classes_)
+        encoded = np.full(len(y), -1, dtype=np.int64)
+        encoded[is_labelled] = np.searchsorted(self.classes_, labelled)
+        return encoded, is_labelled
+
+    def _unlabelled_targets(self, n_rows, y_source):
+        return np.full(n_rows, -1, dtype=object if y_source.dtype.kind in "OUS" else int)
+
+    def _labels_as_columns(self, y):
+        return y.reshape(-1, 1).astype(np.float32)
+
+    def _supervised_criterion(self):
+        return nn.CrossEntropyLoss
+
+    def _distillation_criterion(self):
+        return ClassificationDistillationLoss(
+            self.temperature, self.alpha, kind=self.distillation_loss
+        )
+
+    def _outputs_to_predictions(self, outputs):
+        return self.classes_[np.argmax(outputs, axis=1)]
+
+    def _score_predictions(self, y, predictions):
+        return accuracy_score(y, predictions)
+
+
+class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
+    """Pretrain on a source domain, fine-tune on the target, distil a student.
+
+    The regression counterpart of :class:`TransferDistillClassifier`. The
+    student is trained on ``(1 - alpha) * MSE(student, y) + alpha *
+    MSE(student, teacher)``; rows whose label is ``NaN`` use the teacher term
+    only. Targets are standardised internally.
+
+    Parameters
+    ----------
+    teacher : None, torch.nn.Module or skorch.NeuralNet, default=None
+        Teacher network; see :class:`TransferDistillClassifier`. A module must
+        map ``n_features`` inputs to ``n_outputs`` values.
+    student : None, torch.nn.Module or skorch.NeuralNet, default=None
+        Student network, as ``teacher``.
+    teacher_hidden_layer_sizes : tuple of int, default=(128, 64)
+        Hidden widths of the default teacher.
+    student_hidden_layer_sizes : tuple of int, default=(64, 32)
+        Hidden widths of the default student.
+    alpha : float, default=0.9
+        Weight of the teacher term in the distillation loss.
+    learning_rate_init : float, default=1e-3
+        Adam learning rate of every stage.
+    batch_size : int or "auto", default="auto"
+        Rows per batch; ``"auto"`` is ``min(200, n_rows)``.
+    max_iter : int, default=200
+        Maximum number of epochs of each stage.
+    weight_decay : float, default=0.0
+        L2 penalty passed to Adam.
+    early_stopping : bool, default=False
+        As in :class:`TransferDistillClassifier`.
+    validation_fraction : float, default=0.1
+        Share of rows held out when ``early_stopping`` is on.
+    n_iter_no_change : int, default=10
+        Epochs without improvement before a stage stops.
+    tol : float, default=1e-4
+        Minimum improvement of the monitored loss.
+    random_state : int, RandomState instance or None, default=None
+        Seeds every stage; the same integer gives bit-identical predictions on
+        the CPU.
+    verbose : int, default=0
+        ``0`` is silent; ``1`` prints skorch's per-epoch log of each stage.
+    device : str or torch.device, default="cpu"
+        Where every stage trains and predicts.
+
+    Attributes
+    ----------
+    teacher_ : skorch.NeuralNet
+        The fitted teacher (after transfer), on standardised targets.
+    student_ : skorch.NeuralNet
+        The fitted student, used by ``predict``.
+    input_scaler_ : sklearn.preprocessing.StandardScaler
+        Standardises the inputs, fitted on every row.
+    target_scaler_ : sklearn.preprocessing.StandardScaler
+        Standardises the targets, fitted on the labelled rows.
+    n_outputs_ : int
+        Number of regression targets.
+    n_iter_ : int
+        Epochs run by the distillation stage.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during ``fit``, when ``X`` has string column
+        names.
+
+    See Also
+    --------
+    TransferDistillClassifier : The same recipe for classification.
+    sklearn.neural_network.MLPRegressor : A single network on one domain.
+
+    References
+    ----------
+    M. R. U. Saputra et al., "Distilling Knowledge From a Deep Pose Regressor
+    Network", ICCV 2019.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sktd import TransferDistillRegressor
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(200, 3))
+    >>> y = X @ [1.0, -2.0, 0.5]
+    >>> reg = TransferDistillRegressor(max_iter=20, random_state=0)
+    >>> reg = reg.fit(X[:150], y[:150], X_target=X[150:], y_target=y[150:])
+    >>> reg.predict(X[:2]).shape
+    (2,)
+    """
+
+    def predict(self, X, sample_domain=None):
+        """Predict targets with the student.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to predict.
+        sample_domain : array-like, default=None
+            Accepted for Pipelines and cross-validation, and ignored.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            Predictions, in the units of the training targets.
+        """
+        return self._outputs_to_predictions(self._student_outputs(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    # -- hooks used by the base class
+
+    def _encode_labels(self, y, is_source):
+        y = _as_label_array(y, "y")
+        try:
+            y = check_array(
+                y, ensure_2d=False, dtype=np.float64, ensure_all_finite=False
+            )
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"y must hold numbers for a regressor, got dtype {y.dtype}: {error}"
+            ) from error
+        columns = y.reshape(len(y), -1)
+        missing = np.isnan(columns)
+        _check_finite(y[is_source], "y", allow_nan=False)
+        _check_finite(np.nan_to_num(columns[~is_source], nan=0.0), "y_target")
+        partly = missing.any(axis=1) & ~missing.all(axis=1)
+        if partly.any():
+            raise ValueError(
+                f"{int(partly.sum())} target rows have NaN in some outputs but not "
+                "all; a row is either labelled in every output or unlabelled."
+            )
+        is_labelled = ~missing.any(axis=1)
+        self.n_outputs_ = columns.shape[1]
+        self._y_is_1d = y.ndim == 1
+        self.target_scaler_ = StandardScaler().fit(columns[is_labelled])
+        encoded = np.full_like(columns, np.nan)
+        encoded[is_labelled] = self.target_scaler_.transform(columns[is_labelled])
+        return encoded.astype(np.float32), is_labelled
+
+    def _unlabelled_targets(self, n_rows, y_source):
+        return np.full((n_rows,) + y_source.shape[1:], np.nan)
+
+    def _labels_as_columns(self, y):
+        return y
+
+    def _supervised_criterion(self):
+        return nn.MSELoss
+
+    def _distillation_criterion(self):
+        return RegressionDistillationLoss(self.alpha)
+
+    def _outputs_to_predictions(self, outputs):
+        predictions = self.target_scaler_.inverse_transform(
+            outputs.astype(np.float64)
+        )
+        return predictions.ravel() if self.n_outputs_ == 1 else predictions
+
+    def _score_predictions(self, y, predictions):
+        return r2_score(y, predictions)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _seeded_torch(seed, device):
+    """Seed torch's global generators for one fit, then restore them."""
+    devices = [] if torch.device(device).type != "cuda" else None
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _silent(*args, **kwargs):
+    """Sink for skorch messages when ``verbose=0``."""
+
+
+def _forward(module, X, device):
+    """Outputs of ``module`` on rows ``X`` as a float32 array, without autograd."""
+    module.eval()
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(X), _PREDICT_CHUNK):
+            chunk = torch.as_tensor(X[start : start + _PREDICT_CHUNK]).to(device)
+            outputs.append(module(chunk).cpu().numpy())
+    if not outputs:
+        return np.empty((0, 0), dtype=np.float32)
+    return np.concatenate(outputs)
+
+
+def _softmax(logits):
+    logits = logits.astype(np.float64)
+    logits -= logits.max(axis=1, keepdims=True)
+    proba = np.exp(logits)
+    return proba / proba.sum(axis=1, keepdims=True)
+
+
+def _as_tensors(X, y):
+    return torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(
+        np.ascontiguousarray(y)
+    )
+
+
+def _as_label_array(y, name):
+    y = np.asarray(y)
+    if y.ndim == 0 or y.ndim > 2:
+        raise ValueError(f"{name} must be 1-D or 2-D, got shape {y.shape}.")
+    return y
+
+
+def _concatenate_labels(y_source, y_target):
+    if y_source.ndim != y_target.ndim or y_source.shape[1:] != y_target.shape[1:]:
+        raise ValueError(
+            f"y_target has shape {y_target.shape[1:]} per row, but y has "
+            f"{y_source.shape[1:]}; both domains need the same outputs."
+        )
+    if y_source.dtype.kind != y_target.dtype.kind:
+        return np.concatenate([y_source.astype(object), y_target.astype(object)])
+    return np.concatenate([y_source, y_target])
+
+
+def _check_finite(values, name, allow_nan=False):
+    values = np.asarray(values, dtype=np.float64)
+    if np.isnan(values).any() and not allow_nan:
+        raise ValueError(f"Input {name} contains NaN.")
+    if np.isinf(values).any():
+        raise ValueError(
+            f"Input {name} contains infinity or a value too large for "
+            "dtype('float64')."
+        )
+
+
+def _check_hidden_layer_sizes(sizes):
+    sizes = tuple(np.atleast_1d(sizes).tolist())
+    if not all(isinstance(s, Integral) and s > 0 for s in sizes):
+        raise ValueError(f"hidden layer sizes must be positive integers, got {sizes}.")
+    return sizes
+
+
+def _stratifiable(y):
+    """``y`` if every class has two rows to split, else ``None``."""
+    if y is None:
+        return None
+    _, counts = np.unique(y, return_counts=True)
+    return y if counts.min() >= 2 else None

@@ -1,0 +1,86 @@
+"""skorch nets for the three stages and a batch iterator over whole tensors.
+
+skorch's default ``DataLoader`` fetches rows one at a time and collates them,
+which costs more than the forward pass of a small MLP (skorch issues #433 and
+#1100). The data here already sits in memory, so batches are slices.
+"""
+
+import torch
+from skorch import NeuralNet
+from skorch.dataset import Dataset
+
+
+class TensorBatches:
+    """Iterate over a skorch ``Dataset`` of tensors in contiguous batches.
+
+    Used as ``iterator_train`` and ``iterator_valid`` of the nets below. It
+    accepts the keyword arguments skorch passes to a ``DataLoader``.
+
+    Parameters
+    ----------
+    dataset : skorch.dataset.Dataset or torch.utils.data.Subset
+        Dataset whose ``X`` and ``y`` are tensors (``y`` may be ``None``).
+    batch_size : int, default=128
+        Rows per batch.
+    shuffle : bool, default=False
+        Draw a new permutation of the rows each epoch.
+    generator : torch.Generator, default=None
+        Source of the permutations, for reproducible shuffling.
+    """
+
+    def __init__(self, dataset, batch_size=128, shuffle=False, generator=None, **_):
+        self.X, self.y = _tensors_of(dataset)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = generator
+
+    def __len__(self):
+        n = len(self.X)
+        return (n + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        n = len(self.X)
+        if self.shuffle:
+            # Labels and teacher outputs travel in y, so one index keeps them
+            # aligned with their rows.
+            order = torch.randperm(n, generator=self.generator)
+            for start in range(0, n, self.batch_size):
+                index = order[start : start + self.batch_size]
+                yield self.X[index], None if self.y is None else self.y[index]
+        else:
+            for start in range(0, n, self.batch_size):
+                stop = start + self.batch_size
+                yield self.X[start:stop], None if self.y is None else self.y[start:stop]
+
+
+def _tensors_of(dataset):
+    if isinstance(dataset, torch.utils.data.Subset):
+        X, y = _tensors_of(dataset.dataset)
+        index = torch.as_tensor(dataset.indices)
+        return X[index], None if y is None else y[index]
+    if isinstance(dataset, Dataset) and isinstance(dataset.X, torch.Tensor):
+        return dataset.X, dataset.y
+    raise TypeError(
+        "TensorBatches needs a skorch Dataset of tensors, got "
+        f"{type(dataset).__name__}."
+    )
+
+
+class SupervisedNet(NeuralNet):
+    """Net of the pretraining and transfer stages: outputs against labels."""
+
+
+class DistillationNet(NeuralNet):
+    """Net of the distillation stage.
+
+    ``y`` holds, per row, the teacher's outputs followed by the row's labels,
+    so that batching and shuffling cannot separate them. The teacher itself is
+    never an attribute of this net: its weights stay out of the optimizer and
+    out of ``train()`` mode.
+    """
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """Split ``y_true`` into teacher outputs and labels, then apply the loss."""
+        n_outputs = y_pred.shape[1]
+        y_true = y_true.to(y_pred.device)
+        return self.criterion_(y_pred, y_true[:, :n_outputs], y_true[:, n_outputs:])
