@@ -32,10 +32,7 @@ from torch import nn
 from ._domains import Domains, check_sample_domain, is_unlabelled_class
 from ._losses import ClassificationDistillationLoss, RegressionDistillationLoss
 from ._networks import MLP, count_parameters
-from ._training import DistillationNet, SupervisedNet, TensorBatches
-
-# Predicting in chunks bounds the memory of the hidden activations.
-_PREDICT_CHUNK = 65536
+from ._training import DistillationNet, SupervisedNet, TensorBatches, forward_rows
 
 
 class BaseTransferDistill(BaseEstimator):
@@ -53,7 +50,10 @@ class BaseTransferDistill(BaseEstimator):
         "student_hidden_layer_sizes": ["array-like"],
         "alpha": [Interval(Real, 0, 1, closed="both")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "batch_size": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
@@ -166,7 +166,7 @@ class BaseTransferDistill(BaseEstimator):
 
     def _distil(self, teacher, domains):
         """Stage 3: train the student on the teacher's outputs over every row."""
-        teacher_out = _forward(teacher.module_, domains.X, self.device)
+        teacher_out = forward_rows(teacher.module_, domains.X, self.device)
         labels = self._labels_as_columns(domains.y)
         targets = np.hstack([teacher_out, labels]).astype(np.float32)
         module = self._build_module(
@@ -329,7 +329,7 @@ class BaseTransferDistill(BaseEstimator):
 
     def _student_outputs(self, X):
         X = self._transform_inputs(X)
-        return _forward(self.student_.module_, X, self.device)
+        return forward_rows(self.student_.module_, X, self.device)
 
     def distillation_report(self, X, y, n_repeats=5):
         """Compare teacher and student on ``X``, ``y``: what distillation bought.
@@ -356,7 +356,9 @@ class BaseTransferDistill(BaseEstimator):
             times = []
             for _ in range(n_repeats):
                 start = time.perf_counter()
-                outputs = _forward(net.module_, self._transform_inputs(X), self.device)
+                outputs = forward_rows(
+                    net.module_, self._transform_inputs(X), self.device
+                )
                 predictions = self._outputs_to_predictions(outputs)
                 times.append(time.perf_counter() - start)
             report[name] = {
@@ -590,7 +592,8 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         return encoded, is_labelled
 
     def _unlabelled_targets(self, n_rows, y_source):
-        return np.full(n_rows, -1, dtype=object if y_source.dtype.kind in "OUS" else int)
+        dtype = object if y_source.dtype.kind in "OUS" else int
+        return np.full(n_rows, -1, dtype=dtype)
 
     def _labels_as_columns(self, y):
         return y.reshape(-1, 1).astype(np.float32)
@@ -763,9 +766,7 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         return RegressionDistillationLoss(self.alpha)
 
     def _outputs_to_predictions(self, outputs):
-        predictions = self.target_scaler_.inverse_transform(
-            outputs.astype(np.float64)
-        )
+        predictions = self.target_scaler_.inverse_transform(outputs.astype(np.float64))
         return predictions.ravel() if self.n_outputs_ == 1 else predictions
 
     def _score_predictions(self, y, predictions):
@@ -786,19 +787,6 @@ def _seeded_torch(seed, device):
 
 def _silent(*args, **kwargs):
     """Sink for skorch messages when ``verbose=0``."""
-
-
-def _forward(module, X, device):
-    """Outputs of ``module`` on rows ``X`` as a float32 array, without autograd."""
-    module.eval()
-    outputs = []
-    with torch.inference_mode():
-        for start in range(0, len(X), _PREDICT_CHUNK):
-            chunk = torch.as_tensor(X[start : start + _PREDICT_CHUNK]).to(device)
-            outputs.append(module(chunk).cpu().numpy())
-    if not outputs:
-        return np.empty((0, 0), dtype=np.float32)
-    return np.concatenate(outputs)
 
 
 def _softmax(logits):
@@ -838,8 +826,7 @@ def _check_finite(values, name, allow_nan=False):
         raise ValueError(f"Input {name} contains NaN.")
     if np.isinf(values).any():
         raise ValueError(
-            f"Input {name} contains infinity or a value too large for "
-            "dtype('float64')."
+            f"Input {name} contains infinity or a value too large for dtype('float64')."
         )
 
 

@@ -5,9 +5,13 @@ which costs more than the forward pass of a small MLP (skorch issues #433 and
 #1100). The data here already sits in memory, so batches are slices.
 """
 
+import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.dataset import Dataset
+
+# Predicting in chunks bounds the memory of the hidden activations.
+_PREDICT_CHUNK = 65536
 
 
 class TensorBatches:
@@ -84,3 +88,16 @@ class DistillationNet(NeuralNet):
         n_outputs = y_pred.shape[1]
         y_true = y_true.to(y_pred.device)
         return self.criterion_(y_pred, y_true[:, :n_outputs], y_true[:, n_outputs:])
+
+
+def forward_rows(module, X, device):
+    """Return the outputs of ``module`` on rows ``X`` as float32, without autograd."""
+    module.eval()
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(X), _PREDICT_CHUNK):
+            chunk = torch.as_tensor(X[start : start + _PREDICT_CHUNK]).to(device)
+            outputs.append(module(chunk).cpu().numpy())
+    if not outputs:
+        return np.empty((0, 0), dtype=np.float32)
+    return np.concatenate(outputs)
