@@ -1,0 +1,263 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.model_selection import GridSearchCV
+from skorch import NeuralNetClassifier
+
+from sktd import TransferDistillClassifier, TransferDistillRegressor
+from sktd._networks import MLP
+from sktd._training import DistillationNet, SupervisedNet
+
+ESTIMATORS = [TransferDistillClassifier, TransferDistillRegressor]
+
+
+@pytest.fixture(params=ESTIMATORS, ids=lambda c: c.__name__)
+def task(request, classification_domains, regression_domains):
+    cls = request.param
+    data = (
+        classification_domains
+        if cls is TransferDistillClassifier
+        else regression_domains
+    )
+    return cls, data
+
+
+def _weights(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_distillation_leaves_teacher_unchanged_and_trains_student(task, fast_params):
+    cls, (X, y, X_target, y_target) = task
+    seen = {}
+
+    class Recording(cls):
+        def _distil(self, teacher, domains):
+            seen["before"] = _weights(teacher.module_)
+            student = super()._distil(teacher, domains)
+            seen["after"] = _weights(teacher.module_)
+            return student
+
+    Recording.__name__ = cls.__name__
+    n_outputs = 3 if cls is TransferDistillClassifier else 1
+    initial_student = MLP(X.shape[1], n_outputs, (8,))
+    initial_weights = _weights(initial_student)
+    model = Recording(student=initial_student, random_state=0, **fast_params)
+    model.fit(X, y, X_target=X_target, y_target=y_target)
+
+    for name, value in seen["before"].items():
+        assert torch.equal(value, seen["after"][name]), name
+    trained = _weights(model.student_.module_)
+    assert any(not torch.equal(initial_weights[k], trained[k]) for k in trained)
+    # The module handed in is copied, not trained in place.
+    for name, value in _weights(initial_student).items():
+        assert torch.equal(value, initial_weights[name])
+    # The teacher's parameters never reach the student's optimizer.
+    teacher_ids = {id(p) for p in model.teacher_.module_.parameters()}
+    optimised = {
+        id(p) for g in model.student_.optimizer_.param_groups for p in g["params"]
+    }
+    assert not teacher_ids & optimised
+
+
+def test_teacher_outputs_stay_aligned_with_rows_under_shuffling(
+    task, fast_params, monkeypatch
+):
+    cls, (X, y, X_target, y_target) = task
+    checked = []
+    original_get_loss = DistillationNet.get_loss
+
+    def checking_get_loss(self, y_pred, y_true, X=None, training=False):
+        if training:
+            expected = checking_get_loss.teacher(X)
+            n = expected.shape[1]
+            torch.testing.assert_close(y_true[:, :n], expected)
+            checked.append(len(X))
+        return original_get_loss(self, y_pred, y_true, X=X, training=training)
+
+    class Recording(cls):
+        def _distil(self, teacher, domains):
+            module = teacher.module_
+            checking_get_loss.teacher = lambda rows: module(rows).detach()
+            return super()._distil(teacher, domains)
+
+    Recording.__name__ = cls.__name__
+    monkeypatch.setattr(DistillationNet, "get_loss", checking_get_loss)
+    fast_params.update(batch_size=16, max_iter=2)
+    model = Recording(random_state=0, **fast_params)
+    model.fit(X, y, X_target=X_target, y_target=y_target)
+    # Every row of the transfer set was checked in every epoch.
+    assert sum(checked) == 2 * (len(X) + len(X_target))
+
+
+def test_unlabelled_rows_reach_distillation_only(task, fast_params, monkeypatch):
+    cls, (X, y, X_target, y_target) = task
+    supervised, distilled = [], []
+    original_supervised_fit = SupervisedNet.fit
+    original_distillation_fit = DistillationNet.fit
+
+    def supervised_fit(self, X, y=None, **kwargs):
+        supervised.append(y.numpy().copy())
+        return original_supervised_fit(self, X, y, **kwargs)
+
+    def distillation_fit(self, X, y=None, **kwargs):
+        distilled.append(y.numpy().copy())
+        return original_distillation_fit(self, X, y, **kwargs)
+
+    monkeypatch.setattr(SupervisedNet, "fit", supervised_fit)
+    monkeypatch.setattr(DistillationNet, "fit", distillation_fit)
+    cls(random_state=0, **fast_params).fit(X, y, X_target=X_target, y_target=y_target)
+
+    n_labelled_target = 20
+    assert [len(labels) for labels in supervised] == [len(X), n_labelled_target]
+    for labels in supervised:
+        assert np.all(np.isfinite(labels)) and not np.any(labels == -1)
+    (transfer_set,) = distilled
+    assert len(transfer_set) == len(X) + len(X_target)
+    label_column = transfer_set[:, -1]
+    n_unlabelled = len(X_target) - n_labelled_target
+    if cls is TransferDistillClassifier:
+        assert np.sum(label_column == -1) == n_unlabelled
+    else:
+        assert np.sum(np.isnan(label_column)) == n_unlabelled
+
+
+def test_same_seed_same_predictions_and_pickle_round_trip(task, fast_params):
+    cls, (X, y, X_target, y_target) = task
+    first = cls(random_state=3, **fast_params).fit(X, y, X_target, y_target)
+    second = cls(random_state=3, **fast_params).fit(X, y, X_target, y_target)
+    np.testing.assert_array_equal(first.predict(X_target), second.predict(X_target))
+    other = cls(random_state=4, **fast_params).fit(X, y, X_target, y_target)
+    assert not np.array_equal(
+        first._student_outputs(X_target), other._student_outputs(X_target)
+    )
+    restored = pickle.loads(pickle.dumps(first))
+    np.testing.assert_array_equal(first.predict(X_target), restored.predict(X_target))
+
+
+def test_fit_does_not_change_torch_global_rng(fast_params, classification_domains):
+    X, y, X_target, y_target = classification_domains
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    TransferDistillClassifier(random_state=0, **fast_params).fit(X, y)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_string_labels(classification_domains, fast_params):
+    X, y, X_target, y_target = classification_domains
+    names = np.array(["ant", "bee", "cat"], dtype=object)
+    y_target_names = np.where(y_target == -1, -1, names[y_target.clip(0)])
+    model = TransferDistillClassifier(random_state=0, **fast_params)
+    model.fit(X, names[y], X_target=X_target, y_target=y_target_names)
+    assert model.classes_.tolist() == ["ant", "bee", "cat"]
+    assert set(model.predict(X_target)) <= {"ant", "bee", "cat"}
+    assert model.predict_proba(X_target).shape == (len(X_target), 3)
+
+
+def test_class_seen_only_in_target_is_learnt():
+    rng = np.random.RandomState(0)
+    centres = np.array([[0, 0], [6, 0], [0, 6]])
+    X_source = np.vstack([rng.normal(c, 0.5, size=(100, 2)) for c in centres[:2]])
+    y_source = np.repeat([0, 1], 100)
+    X_target = np.vstack([rng.normal(c, 0.5, size=(30, 2)) for c in centres])
+    y_target = np.repeat([0, 1, 2], 30)
+    model = TransferDistillClassifier(
+        teacher_hidden_layer_sizes=(16,),
+        student_hidden_layer_sizes=(8,),
+        learning_rate_init=0.01,
+        max_iter=60,
+        random_state=0,
+    )
+    model.fit(X_source, y_source, X_target=X_target, y_target=y_target)
+    assert model.classes_.tolist() == [0, 1, 2]
+    X_new = rng.normal(centres[2], 0.5, size=(50, 2))
+    assert np.mean(model.predict(X_new) == 2) > 0.9
+
+
+def test_source_only_fit_is_plain_distillation(task, fast_params):
+    cls, (X, y, _, _) = task
+    fast_params["max_iter"] = 60
+    model = cls(random_state=0, **fast_params).fit(X, y)
+    assert model.predict(X).shape[0] == len(X)
+    report = model.distillation_report(X, y)
+    assert report["teacher"]["score"] > 0.5
+    assert report["student"]["score"] > 0.5
+
+
+def test_target_without_labels_skips_transfer(classification_domains, fast_params):
+    X, y, X_target, _ = classification_domains
+    seen = []
+
+    class Recording(TransferDistillClassifier):
+        def _transfer(self, teacher, domains):
+            result = super()._transfer(teacher, domains)
+            seen.append(result is teacher)
+            return result
+
+    Recording.__name__ = "TransferDistillClassifier"
+    Recording(random_state=0, **fast_params).fit(X, y, X_target=X_target)
+    assert seen == [True]
+
+
+def test_raw_unscaled_features_are_standardised(classification_domains, fast_params):
+    X, y, X_target, y_target = classification_domains
+    scale = np.array([1e6, 1e-6, 1.0, 1e3, 1e-3, 10.0])
+    scaled = TransferDistillClassifier(random_state=0, **fast_params)
+    scaled.fit(X, y, X_target, y_target)
+    raw = TransferDistillClassifier(random_state=0, **fast_params)
+    raw.fit(X * scale, y, X_target * scale, y_target)
+    agreement = np.mean(scaled.predict(X_target) == raw.predict(X_target * scale))
+    assert agreement > 0.95
+
+
+def test_regressor_multi_output(regression_domains, fast_params):
+    X, y, X_target, y_target = regression_domains
+    Y = np.column_stack([y, -2 * y + 5])
+    Y_target = np.column_stack([y_target, -2 * y_target + 5])
+    model = TransferDistillRegressor(random_state=0, **fast_params)
+    model.fit(X, Y, X_target=X_target, y_target=Y_target)
+    assert model.n_outputs_ == 2
+    assert model.predict(X_target).shape == (len(X_target), 2)
+    assert model.predict(X_target).dtype == np.float64
+    # Predictions come back in the units of y.
+    assert model.score(X, Y) > 0.5
+
+
+def test_distillation_report(task, fast_params):
+    cls, (X, y, X_target, y_target) = task
+    model = cls(random_state=0, **fast_params).fit(X, y, X_target, y_target)
+    labelled = slice(0, 20)
+    report = model.distillation_report(X_target[labelled], y_target[labelled])
+    assert set(report) == {"teacher", "student"}
+    teacher, student = report["teacher"], report["student"]
+    assert set(teacher) == {"score", "n_params", "latency_ms"}
+    assert teacher["n_params"] == sum(
+        p.numel() for p in model.teacher_.module_.parameters()
+    )
+    assert student["n_params"] < teacher["n_params"]
+    assert student["latency_ms"] > 0
+    assert student["score"] == pytest.approx(
+        model.score(X_target[labelled], y_target[labelled])
+    )
+
+
+def test_grid_search_tunes_nested_and_flat_parameters(
+    classification_domains, fast_params
+):
+    X, y, _, _ = classification_domains
+    student = NeuralNetClassifier(
+        MLP, module__n_features=6, module__n_outputs=3, lr=0.01, max_epochs=15
+    )
+    fast_params.pop("learning_rate_init")
+    model = TransferDistillClassifier(student=student, random_state=0, **fast_params)
+    assert "student__lr" in model.get_params()
+    grid = GridSearchCV(
+        model,
+        {"student__lr": [0.0, 0.01], "temperature": [2.0]},
+        cv=2,
+    ).fit(X, y)
+    # lr=0 leaves the student at its initial weights: the grid must see that.
+    assert grid.best_params_["student__lr"] == 0.01
+    assert grid.best_estimator_.student_.lr == 0.01
