@@ -13,8 +13,9 @@ semi-supervised convention) or ``y = NaN`` (regression).
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils import check_array
-from sklearn.utils.validation import _num_samples
+from sklearn.utils.validation import _num_samples, validate_data
 
 #: Domain codes written by :func:`stack_domains` (as skada's generators do).
 SOURCE_DOMAIN = 1
@@ -211,3 +212,136 @@ def _check_same_features(X_source, source_name, X_target):
             f"X_target has {X_target.shape[1]} features, but {source_name} has "
             f"{X_source.shape[1]}; both domains need the same features."
         )
+
+
+def check_domains(estimator, X, y, X_target, y_target, sample_domain, unlabelled):
+    """Validate the inputs of ``fit`` in either form and stack them.
+
+    Sets ``n_features_in_`` (and ``feature_names_in_``) on ``estimator`` from
+    ``X``. Errors name the argument at fault.
+
+    Parameters
+    ----------
+    estimator : BaseEstimator
+        The estimator being fitted.
+    X, y, X_target, y_target, sample_domain
+        As in the estimators' ``fit``.
+    unlabelled : object
+        Label given to every target row when ``y_target`` is ``None``.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features), float64
+        Source rows then target rows (split form), or ``X`` as given.
+    y : ndarray
+        Labels in the same order, not yet encoded.
+    is_source : ndarray of bool
+        ``True`` on source rows.
+    target_label_name : str
+        Name of the argument holding target labels, for later messages.
+    """
+    if X_target is not None and sample_domain is not None:
+        raise ValueError(
+            "Pass the target rows either as X_target (split form) or through "
+            "sample_domain (stacked form), not both."
+        )
+    if X_target is None and y_target is not None:
+        raise ValueError("y_target was given without X_target.")
+    if y is not None and _num_samples(y) != _num_samples(X):
+        raise ValueError(
+            f"y has {_num_samples(y)} rows, but X has {_num_samples(X)}; give one "
+            "label per row."
+        )
+    if y is None:
+        raise ValueError(
+            f"{type(estimator).__name__} requires y to be passed, but the target y "
+            "is None."
+        )
+    try:
+        X = validate_data(
+            estimator, X, reset=True, dtype=np.float64, ensure_all_finite=True
+        )
+    except ValueError as error:
+        if "could not convert" not in str(error):
+            raise
+        raise ValueError(f"X: {error}; every feature must be numeric.") from error
+    # NaN may mark unlabelled target rows: the estimators check labels per domain.
+    y = check_array(
+        y, ensure_2d=False, dtype=None, ensure_all_finite=False, input_name="y"
+    )
+    if X_target is None:
+        if sample_domain is None:
+            return X, y, np.ones(len(X), dtype=bool), "y"
+        is_source = check_sample_domain(sample_domain, len(X)) > 0
+        if not is_source.any():
+            raise ValueError(
+                "sample_domain marks no row as source (> 0); sktd needs labelled "
+                "source rows to pretrain the teacher."
+            )
+        return X, y, is_source, "y"
+
+    X_target = _check_target_rows(estimator, X_target)
+    if y_target is None:
+        y_target = np.full((len(X_target),) + y.shape[1:], unlabelled, dtype=object)
+        if not isinstance(unlabelled, str) and y.dtype.kind in "iuf":
+            y_target = y_target.astype(np.float64 if unlabelled != unlabelled else int)
+    y_target = np.asarray(y_target)
+    if y_target.ndim == 0:
+        raise ValueError("y_target must be an array of labels, got a scalar.")
+    _check_same_length(X_target, "X_target", y_target, "y_target")
+    if y.ndim != y_target.ndim or y.shape[1:] != y_target.shape[1:]:
+        raise ValueError(
+            f"y_target has shape {y_target.shape[1:]} per row, but y has "
+            f"{y.shape[1:]}; both domains need the same outputs."
+        )
+    if y.dtype.kind in "iufb" and y_target.dtype.kind in "iufb":
+        y = np.concatenate([y, y_target])
+    else:
+        y = np.concatenate([y.astype(object), y_target.astype(object)])
+    is_source = np.arange(len(X) + len(X_target)) < len(X)
+    return np.concatenate([X, X_target]), y, is_source, "y_target"
+
+
+def check_finite_labels(labels, name, unlabelled_hint):
+    """Raise a ``ValueError`` naming ``name`` if float ``labels`` hold NaN or inf."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind != "f":
+        return
+    if np.isnan(labels).any():
+        raise ValueError(f"Input {name} contains NaN. {unlabelled_hint}")
+    if np.isinf(labels).any():
+        raise ValueError(
+            f"Input {name} contains infinity or a value too large for dtype('float64')."
+        )
+
+
+def _check_target_rows(estimator, X_target):
+    """Validate ``X_target`` against the features ``X`` set on ``estimator``."""
+    if sp.issparse(X_target):
+        raise TypeError(
+            "Sparse data was passed for X_target, but dense data is required. Use "
+            "'.toarray()' to convert to a dense numpy array."
+        )
+    if _num_samples(X_target) == 0:
+        raise ValueError(
+            "X_target is empty; pass X_target=None when there is no target data."
+        )
+    shape = getattr(X_target, "shape", None) or np.shape(X_target)
+    if len(shape) == 2 and shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X_target has {shape[1]} features, but X has "
+            f"{estimator.n_features_in_}; both domains need the same features."
+        )
+    try:
+        return validate_data(
+            estimator,
+            X_target,
+            reset=False,
+            dtype=np.float64,
+            ensure_all_finite=True,
+        )
+    except ValueError as error:
+        message = str(error).replace("Input X ", "Input X_target ")
+        if "X_target" not in message:
+            message = f"X_target: {message}"
+        raise ValueError(message) from error

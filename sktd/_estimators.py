@@ -29,10 +29,26 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
 
-from ._domains import Domains, check_sample_domain, is_unlabelled_class
+from ._domains import (
+    Domains,
+    check_domains,
+    check_finite_labels,
+    check_sample_domain,
+    is_unlabelled_class,
+)
 from ._losses import ClassificationDistillationLoss, RegressionDistillationLoss
 from ._networks import MLP, count_parameters
-from ._training import DistillationNet, SupervisedNet, TensorBatches, forward_rows
+from ._training import (
+    DistillationNet,
+    FiniteLossGuard,
+    NonFiniteLossError,
+    SupervisedNet,
+    TensorBatches,
+    forward_rows,
+)
+
+# Restarts of a stage whose loss turned NaN, each with a 10x smaller step.
+_NAN_RETRIES = 2
 
 
 class BaseTransferDistill(BaseEstimator):
@@ -130,12 +146,20 @@ class BaseTransferDistill(BaseEstimator):
         self : object
             The fitted estimator.
         """
-        domains = self._validate_domains(X, y, X_target, y_target, sample_domain)
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        with _seeded_torch(seed, self.device):
-            self.teacher_ = self._pretrain(domains)
-            self.teacher_ = self._transfer(self.teacher_, domains)
-            self.student_ = self._distil(self.teacher_, domains)
+        previous_state = self.__dict__.copy()
+        try:
+            domains = self._validate_domains(X, y, X_target, y_target, sample_domain)
+            seed = check_random_state(self.random_state).randint(2**31 - 1)
+            with _seeded_torch(seed, self.device):
+                self.teacher_ = self._pretrain(domains)
+                self.teacher_ = self._transfer(self.teacher_, domains)
+                self.student_ = self._distil(self.teacher_, domains)
+        except BaseException:
+            # An error or a KeyboardInterrupt leaves the estimator as it was
+            # (fitted before, or unfitted), never half-fitted.
+            self.__dict__.clear()
+            self.__dict__.update(previous_state)
+            raise
         self.n_iter_ = len(self.student_.history)
         return self
 
@@ -167,6 +191,11 @@ class BaseTransferDistill(BaseEstimator):
     def _distil(self, teacher, domains):
         """Stage 3: train the student on the teacher's outputs over every row."""
         teacher_out = forward_rows(teacher.module_, domains.X, self.device)
+        if not np.isfinite(teacher_out).all():
+            raise ValueError(
+                "The teacher predicts NaN or infinity on some rows; check the "
+                "inputs for extreme values or lower learning_rate_init."
+            )
         labels = self._labels_as_columns(domains.y)
         targets = np.hstack([teacher_out, labels]).astype(np.float32)
         module = self._build_module(
@@ -236,7 +265,10 @@ class BaseTransferDistill(BaseEstimator):
             iterator_valid=TensorBatches,
             iterator_train__shuffle=True,
             train_split=None,
-            callbacks=[("early_stopping", stopper)],
+            callbacks=[
+                ("early_stopping", stopper),
+                ("finite_loss", FiniteLossGuard()),
+            ],
             device=self.device,
             verbose=self.verbose,
             **settings,
@@ -258,77 +290,50 @@ class BaseTransferDistill(BaseEstimator):
             net.set_params(
                 train_split=predefined_split(Dataset(*_as_tensors(X_valid, y_valid)))
             )
-        net.fit(*_as_tensors(X, y))
+        X, y = _as_tensors(X, y)
+        initial_module = copy.deepcopy(net.module)
+        for attempt in range(_NAN_RETRIES + 1):
+            try:
+                net.fit(X, y)
+                break
+            except NonFiniteLossError as error:
+                if attempt == _NAN_RETRIES:
+                    raise ValueError(
+                        f"Training diverged: {error}, even with the learning rate "
+                        f"lowered to {net.lr:g}. Check the inputs for extreme "
+                        "values or lower learning_rate_init."
+                    ) from error
+                # Divergence is most often a step size too large for this data:
+                # restart the stage from its initial weights with a smaller one.
+                net.set_params(module=copy.deepcopy(initial_module), lr=net.lr / 10)
+        if net.interrupted_:
+            raise KeyboardInterrupt
         net.module_.eval()
         return net
 
     def _validate_domains(self, X, y, X_target, y_target, sample_domain):
         """Check every input of ``fit`` and return the stacked, encoded rows."""
-        if X_target is not None and sample_domain is not None:
-            raise ValueError(
-                "Pass the target rows either as X_target (split form) or through "
-                "sample_domain (stacked form), not both."
-            )
-        if X_target is None and y_target is not None:
-            raise ValueError("y_target was given without X_target.")
-        X, y_raw = validate_data(
-            self,
-            X,
-            y,
-            reset=True,
-            dtype=np.float64,
-            ensure_all_finite=False,
-            multi_output=True,
-            y_numeric=False,
+        X, y, is_source, target_label_name = check_domains(
+            self, X, y, X_target, y_target, sample_domain, self._unlabelled_marker()
         )
-        n_source = len(X)
-        if X_target is not None:
-            X_target = self._validate_target_X(X_target)
-            if y_target is None:
-                y_target = self._unlabelled_targets(len(X_target), y_raw)
-            y_target = _as_label_array(y_target, "y_target")
-            if len(y_target) != len(X_target):
-                raise ValueError(
-                    f"y_target has {len(y_target)} rows, but X_target has "
-                    f"{len(X_target)}; give one label per target row."
-                )
-            _check_finite(X, "X")
-            X = np.concatenate([X, X_target])
-            y_raw = _concatenate_labels(y_raw, y_target)
-            is_source = np.arange(len(X)) < n_source
-        elif sample_domain is not None:
-            is_source = check_sample_domain(sample_domain, len(X)) > 0
-        else:
-            is_source = np.ones(len(X), dtype=bool)
-        _check_finite(X[is_source], "X")
-        _check_finite(X[~is_source], "X_target" if X_target is not None else "X")
-        if not is_source.any():
-            raise ValueError(
-                "sample_domain marks no row as source (> 0); sktd needs labelled "
-                "source rows to pretrain the teacher."
-            )
-        y, is_labelled = self._encode_labels(y_raw, is_source)
+        y, is_labelled = self._encode_labels(y, is_source, target_label_name)
         self.input_scaler_ = StandardScaler().fit(X)
         X = self.input_scaler_.transform(X).astype(np.float32)
         return Domains(X=X, y=y, is_source=is_source, is_labelled=is_labelled)
 
-    def _validate_target_X(self, X_target):
-        try:
-            return validate_data(
-                self, X_target, reset=False, dtype=np.float64, ensure_all_finite=False
-            )
-        except ValueError as error:
-            raise ValueError(f"X_target: {error}") from error
-
     # ------------------------------------------------------------- predict
 
-    def _transform_inputs(self, X):
+    def _transform_inputs(self, X, sample_domain=None):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
+        if sample_domain is not None:
+            # Predictions are for the target task whatever the domain; the
+            # domains are only checked so that a misaligned array is caught.
+            check_sample_domain(sample_domain, len(X))
         return self.input_scaler_.transform(X).astype(np.float32)
 
-    def _student_outputs(self, X):
-        X = self._transform_inputs(X)
+    def _student_outputs(self, X, sample_domain=None):
+        X = self._transform_inputs(X, sample_domain)
         return forward_rows(self.student_.module_, X, self.device)
 
     def distillation_report(self, X, y, n_repeats=5):
@@ -538,7 +543,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         y : ndarray of shape (n_samples,)
             Predicted labels from ``classes_``.
         """
-        return self._outputs_to_predictions(self._student_outputs(X))
+        return self._outputs_to_predictions(self._student_outputs(X, sample_domain))
 
     def predict_proba(self, X, sample_domain=None):
         """Class probabilities from the student.
@@ -555,11 +560,11 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         proba : ndarray of shape (n_samples, n_classes)
             Probabilities in the order of ``classes_``.
         """
-        return _softmax(self._student_outputs(X))
+        return _softmax(self._student_outputs(X, sample_domain))
 
     def predict_log_proba(self, X, sample_domain=None):
         """Log of :meth:`predict_proba`."""
-        logits = self._student_outputs(X).astype(np.float64)
+        logits = self._student_outputs(X, sample_domain).astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
 
@@ -573,13 +578,21 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
     def _is_classifier_task(self):
         return True
 
-    def _encode_labels(self, y, is_source):
-        y = _as_label_array(y, "y")
+    def _encode_labels(self, y, is_source, target_label_name):
         if y.ndim != 1:
             y = column_or_1d(y, warn=True)
-        is_labelled = ~(is_unlabelled_class(y) & ~is_source)
+        is_labelled = is_source | ~is_unlabelled_class(y)
+        hint = "Classifiers mark unlabelled target rows with -1."
+        for rows, name in (
+            (is_source, "y"),
+            (is_labelled & ~is_source, target_label_name),
+        ):
+            check_finite_labels(y[rows], name, hint)
+            try:
+                check_classification_targets(y[rows])
+            except ValueError as error:
+                raise ValueError(f"{name}: {error}") from error
         labelled = y[is_labelled]
-        check_classification_targets(labelled)
         self.classes_ = np.unique(labelled)
         if len(self.classes_) < 2:
             raise ValueError(
@@ -591,9 +604,8 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         encoded[is_labelled] = np.searchsorted(self.classes_, labelled)
         return encoded, is_labelled
 
-    def _unlabelled_targets(self, n_rows, y_source):
-        dtype = object if y_source.dtype.kind in "OUS" else int
-        return np.full(n_rows, -1, dtype=dtype)
+    def _unlabelled_marker(self):
+        return -1
 
     def _labels_as_columns(self, y):
         return y.reshape(-1, 1).astype(np.float32)
@@ -716,7 +728,7 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             Predictions, in the units of the training targets.
         """
-        return self._outputs_to_predictions(self._student_outputs(X))
+        return self._outputs_to_predictions(self._student_outputs(X, sample_domain))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -725,36 +737,39 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
 
     # -- hooks used by the base class
 
-    def _encode_labels(self, y, is_source):
-        y = _as_label_array(y, "y")
+    def _encode_labels(self, y, is_source, target_label_name):
         try:
             y = check_array(
                 y, ensure_2d=False, dtype=np.float64, ensure_all_finite=False
             )
         except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"y must hold numbers for a regressor, got dtype {y.dtype}: {error}"
-            ) from error
+            raise ValueError(f"y must hold numbers for a regressor: {error}") from error
         columns = y.reshape(len(y), -1)
+        check_finite_labels(
+            columns[is_source],
+            "y",
+            "Only target rows may be unlabelled (NaN); every source row needs a label.",
+        )
         missing = np.isnan(columns)
-        _check_finite(y[is_source], "y", allow_nan=False)
-        _check_finite(np.nan_to_num(columns[~is_source], nan=0.0), "y_target")
+        # NaN marks an unlabelled target row; infinity is never a label.
+        check_finite_labels(
+            np.where(missing, 0.0, columns)[~is_source], target_label_name, ""
+        )
         partly = missing.any(axis=1) & ~missing.all(axis=1)
         if partly.any():
             raise ValueError(
-                f"{int(partly.sum())} target rows have NaN in some outputs but not "
-                "all; a row is either labelled in every output or unlabelled."
+                f"{target_label_name} has {int(partly.sum())} rows with NaN in some "
+                "outputs but not all; a row is labelled in every output or in none."
             )
         is_labelled = ~missing.any(axis=1)
         self.n_outputs_ = columns.shape[1]
-        self._y_is_1d = y.ndim == 1
         self.target_scaler_ = StandardScaler().fit(columns[is_labelled])
         encoded = np.full_like(columns, np.nan)
         encoded[is_labelled] = self.target_scaler_.transform(columns[is_labelled])
         return encoded.astype(np.float32), is_labelled
 
-    def _unlabelled_targets(self, n_rows, y_source):
-        return np.full((n_rows,) + y_source.shape[1:], np.nan)
+    def _unlabelled_marker(self):
+        return np.nan
 
     def _labels_as_columns(self, y):
         return y
@@ -800,34 +815,6 @@ def _as_tensors(X, y):
     return torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(
         np.ascontiguousarray(y)
     )
-
-
-def _as_label_array(y, name):
-    y = np.asarray(y)
-    if y.ndim == 0 or y.ndim > 2:
-        raise ValueError(f"{name} must be 1-D or 2-D, got shape {y.shape}.")
-    return y
-
-
-def _concatenate_labels(y_source, y_target):
-    if y_source.ndim != y_target.ndim or y_source.shape[1:] != y_target.shape[1:]:
-        raise ValueError(
-            f"y_target has shape {y_target.shape[1:]} per row, but y has "
-            f"{y_source.shape[1:]}; both domains need the same outputs."
-        )
-    if y_source.dtype.kind != y_target.dtype.kind:
-        return np.concatenate([y_source.astype(object), y_target.astype(object)])
-    return np.concatenate([y_source, y_target])
-
-
-def _check_finite(values, name, allow_nan=False):
-    values = np.asarray(values, dtype=np.float64)
-    if np.isnan(values).any() and not allow_nan:
-        raise ValueError(f"Input {name} contains NaN.")
-    if np.isinf(values).any():
-        raise ValueError(
-            f"Input {name} contains infinity or a value too large for dtype('float64')."
-        )
 
 
 def _check_hidden_layer_sizes(sizes):

@@ -8,6 +8,7 @@ which costs more than the forward pass of a small MLP (skorch issues #433 and
 import numpy as np
 import torch
 from skorch import NeuralNet
+from skorch.callbacks import Callback, EarlyStopping
 from skorch.dataset import Dataset
 
 # Predicting in chunks bounds the memory of the hidden activations.
@@ -70,11 +71,54 @@ def _tensors_of(dataset):
     )
 
 
-class SupervisedNet(NeuralNet):
+class NonFiniteLossError(ArithmeticError):
+    """Raised when a training loss becomes NaN or infinite."""
+
+
+class FiniteLossGuard(Callback):
+    """Stop a stage as soon as its epoch loss is not finite.
+
+    A NaN loss leaves NaN weights behind; training on would return a model
+    that predicts NaN. The estimator catches the error and retries the stage.
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        """Check the epoch's training loss."""
+        loss = net.history[-1].get("train_loss")
+        if loss is not None and not np.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the training loss became {loss} in epoch {len(net.history)}"
+            )
+
+
+class StageNet(NeuralNet):
+    """Base of the stage nets: a user's ``KeyboardInterrupt`` stops the whole fit.
+
+    skorch's ``partial_fit`` swallows ``KeyboardInterrupt`` (its
+    ``EarlyStopping`` raises one to end training) and returns the half-trained
+    net, which would let ``fit`` go on to the next stage. An interrupt that no
+    early-stopping callback raised is recorded so the estimator can re-raise it.
+    """
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        """Run skorch's loop, remembering whether the user interrupted it."""
+        self.interrupted_ = False
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt:
+            self.interrupted_ = not any(
+                isinstance(callback, EarlyStopping)
+                and callback.misses_ >= callback.patience
+                for _, callback in self.callbacks_
+            )
+            raise
+
+
+class SupervisedNet(StageNet):
     """Net of the pretraining and transfer stages: outputs against labels."""
 
 
-class DistillationNet(NeuralNet):
+class DistillationNet(StageNet):
     """Net of the distillation stage.
 
     ``y`` holds, per row, the teacher's outputs followed by the row's labels,
