@@ -22,6 +22,18 @@ def soft_target_loss(student_logits, teacher_logits, temperature):
     return kl * temperature**2
 
 
+def hard_label_loss(student_logits, y):
+    """Per-row cross-entropy on rows with a label, zero where ``y == -1``."""
+    labelled = y >= 0
+    hard = torch.zeros_like(student_logits[:, 0])
+    if labelled.any():
+        hard = hard.masked_scatter(
+            labelled,
+            F.cross_entropy(student_logits[labelled], y[labelled], reduction="none"),
+        )
+    return hard
+
+
 def hinton_distillation_loss(student_logits, teacher_logits, y, temperature, alpha):
     """Hinton's knowledge-distillation loss, averaged over the rows.
 
@@ -35,13 +47,7 @@ def hinton_distillation_loss(student_logits, teacher_logits, y, temperature, alp
     >>> float(hinton_distillation_loss(s, t, torch.tensor([-1, -1]), 4.0, 0.5))
     0.0
     """
-    labelled = y >= 0
-    hard = torch.zeros_like(student_logits[:, 0])
-    if labelled.any():
-        hard = hard.masked_scatter(
-            labelled,
-            F.cross_entropy(student_logits[labelled], y[labelled], reduction="none"),
-        )
+    hard = hard_label_loss(student_logits, y)
     soft = soft_target_loss(student_logits, teacher_logits, temperature)
     return ((1.0 - alpha) * hard + alpha * soft).mean()
 
@@ -52,13 +58,7 @@ def logit_matching_loss(student_logits, teacher_logits, y, temperature, alpha):
     ``temperature`` is accepted for a common signature and not used.
     """
     del temperature
-    labelled = y >= 0
-    hard = torch.zeros_like(student_logits[:, 0])
-    if labelled.any():
-        hard = hard.masked_scatter(
-            labelled,
-            F.cross_entropy(student_logits[labelled], y[labelled], reduction="none"),
-        )
+    hard = hard_label_loss(student_logits, y)
     soft = ((student_logits - teacher_logits) ** 2).mean(dim=1)
     return ((1.0 - alpha) * hard + alpha * soft).mean()
 
