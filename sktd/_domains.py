@@ -10,6 +10,7 @@ Unlabelled target rows carry ``y = -1`` (classification, scikit-learn's
 semi-supervised convention) or ``y = NaN`` (regression).
 """
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -280,6 +281,7 @@ def check_domains(estimator, X, y, X_target, y_target, sample_domain, unlabelled
             )
         return X, y, is_source, "y"
 
+    _refuse_split_form_in_cross_validation()
     X_target = _check_target_rows(estimator, X_target)
     if y_target is None:
         y_target = np.full((len(X_target),) + y.shape[1:], unlabelled, dtype=object)
@@ -345,3 +347,30 @@ def _check_target_rows(estimator, X_target):
         if "X_target" not in message:
             message = f"X_target: {message}"
         raise ValueError(message) from error
+
+
+def _refuse_split_form_in_cross_validation():
+    """Raise if ``fit`` was called with ``X_target`` by scikit-learn's CV tools.
+
+    ``cross_val_score``, ``GridSearchCV`` and friends fold only ``X``: with
+    ``X_target`` as a fit parameter the target rows are never in a test fold,
+    and when ``len(X_target) == len(X)`` scikit-learn even slices them with the
+    *source* rows' indices, silently. No result of such a run is meaningful.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "_fit_and_score" and code.co_filename.endswith(
+            "_validation.py"
+        ):
+            raise ValueError(
+                "X_target was passed to fit inside scikit-learn's cross-validation "
+                "(cross_val_score, cross_validate, GridSearchCV, ...). It folds "
+                "only X: the target rows would never be tested on, and when "
+                "len(X_target) == len(X) they are sliced with the source rows' "
+                "indices. Use the stacked form instead: X, y, sample_domain = "
+                "sktd.stack_domains(X_source, y_source, X_target, y_target), then "
+                "cv=sktd.model_selection.TargetKFold() with groups=sample_domain "
+                "and the fit parameter sample_domain."
+            )
+        frame = frame.f_back
