@@ -7,6 +7,7 @@ which costs more than the forward pass of a small MLP (skorch issues #433 and
 
 import numpy as np
 import torch
+from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping
 from skorch.dataset import Dataset
@@ -135,13 +136,44 @@ class DistillationNet(StageNet):
 
 
 def forward_rows(module, X, device):
-    """Return the outputs of ``module`` on rows ``X`` as float32, without autograd."""
-    module.eval()
-    outputs = []
+    """Return the outputs of ``module`` on rows ``X`` as float32, without autograd.
+
+    Small inputs pay no per-call overhead beyond the forward pass itself:
+    ``module.eval()`` walks every submodule, so it only runs when needed.
+    """
+    if module.training:
+        module.eval()
     with torch.inference_mode():
-        for start in range(0, len(X), _PREDICT_CHUNK):
-            chunk = torch.as_tensor(X[start : start + _PREDICT_CHUNK]).to(device)
-            outputs.append(module(chunk).cpu().numpy())
-    if not outputs:
-        return np.empty((0, 0), dtype=np.float32)
+        if len(X) <= _PREDICT_CHUNK and device == "cpu":
+            return module(torch.from_numpy(X)).numpy()
+        if len(X) <= _PREDICT_CHUNK:
+            return module(torch.from_numpy(X).to(device)).cpu().numpy()
+        outputs = [
+            module(torch.from_numpy(X[start : start + _PREDICT_CHUNK]).to(device))
+            .cpu()
+            .numpy()
+            for start in range(0, len(X), _PREDICT_CHUNK)
+        ]
     return np.concatenate(outputs)
+
+
+def standardise(X, scaler, out=None):
+    """Return ``(X - mean) / scale`` as a new float32 array, chunk by chunk.
+
+    Going straight to float32 in chunks keeps the peak memory at one float32
+    copy of ``X`` rather than float64 temporaries of its full size.
+    """
+    out = np.empty(X.shape, dtype=np.float32) if out is None else out
+    mean, scale = scaler.mean_, scaler.scale_
+    for start in range(0, len(X), _PREDICT_CHUNK):
+        rows = slice(start, start + _PREDICT_CHUNK)
+        np.divide(X[rows] - mean, scale, out=out[rows], casting="same_kind")
+    return out
+
+
+def fit_scaler(X):
+    """Fit a ``StandardScaler`` chunk by chunk (no full-size temporaries)."""
+    scaler = StandardScaler()
+    for start in range(0, len(X), _PREDICT_CHUNK):
+        scaler.partial_fit(X[start : start + _PREDICT_CHUNK])
+    return scaler
