@@ -153,12 +153,15 @@ class Domains:
         ``True`` on source rows.
     is_labelled : ndarray of bool
         ``True`` on rows with a label.
+    seed : int
+        The fit's random seed, from which each stage derives its own.
     """
 
     X: np.ndarray
     y: np.ndarray
     is_source: np.ndarray
     is_labelled: np.ndarray
+    seed: int = 0
 
     @property
     def source(self):

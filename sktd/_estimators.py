@@ -10,6 +10,7 @@
 
 import contextlib
 import copy
+import threading
 import time
 from numbers import Integral, Real
 
@@ -48,6 +49,8 @@ from ._training import (
     forward_rows,
     standardise,
 )
+
+_INIT_LOCK = threading.Lock()
 
 # Restarts of a stage whose loss turned NaN, each with a 10x smaller step.
 _NAN_RETRIES = 2
@@ -151,8 +154,8 @@ class BaseTransferDistill(BaseEstimator):
         previous_state = self.__dict__.copy()
         try:
             domains = self._validate_domains(X, y, X_target, y_target, sample_domain)
-            seed = check_random_state(self.random_state).randint(2**31 - 1)
-            with _seeded_torch(seed, self.device):
+            domains.seed = check_random_state(self.random_state).randint(2**31 - 1)
+            with _seeded_torch(domains.seed):
                 self.teacher_ = self._pretrain(domains)
                 self.teacher_ = self._transfer(self.teacher_, domains)
                 self.student_ = self._distil(self.teacher_, domains)
@@ -169,12 +172,20 @@ class BaseTransferDistill(BaseEstimator):
         """Stage 1: train the teacher on the labelled source rows."""
         rows = domains.source
         module = self._build_module(
-            self.teacher, self.teacher_hidden_layer_sizes, domains.X.shape[1]
+            self.teacher,
+            self.teacher_hidden_layer_sizes,
+            domains.X.shape[1],
+            seed=domains.seed,
         )
         net = self._make_net(
-            SupervisedNet, module, self._supervised_criterion(), self.teacher
+            SupervisedNet,
+            module,
+            self._supervised_criterion(),
+            self.teacher,
+            seed=domains.seed,
         )
-        return self._fit_net(net, domains.X[rows], domains.y[rows], stratify=True)
+        X, y = _rows(domains.X, rows), _rows(domains.y, rows)
+        return self._fit_net(net, X, y, stratify=True)
 
     def _transfer(self, teacher, domains):
         """Stage 2: fine-tune a copy of the teacher on the labelled target rows.
@@ -186,7 +197,11 @@ class BaseTransferDistill(BaseEstimator):
             return teacher
         module = copy.deepcopy(teacher.module_)
         net = self._make_net(
-            SupervisedNet, module, self._supervised_criterion(), self.teacher
+            SupervisedNet,
+            module,
+            self._supervised_criterion(),
+            self.teacher,
+            seed=domains.seed + 1,
         )
         return self._fit_net(net, domains.X[rows], domains.y[rows], stratify=True)
 
@@ -204,16 +219,30 @@ class BaseTransferDistill(BaseEstimator):
             self.student,
             self.student_hidden_layer_sizes,
             domains.X.shape[1],
+            seed=domains.seed + 2,
         )
         net = self._make_net(
-            DistillationNet, module, self._distillation_criterion(), self.student
+            DistillationNet,
+            module,
+            self._distillation_criterion(),
+            self.student,
+            seed=domains.seed + 2,
         )
         return self._fit_net(net, domains.X, targets, stratify=False)
 
     # ------------------------------------------------------- stage plumbing
 
-    def _build_module(self, spec, hidden_layer_sizes, n_features):
-        """Return a fresh torch module for a ``teacher`` / ``student`` spec."""
+    def _build_module(self, spec, hidden_layer_sizes, n_features, seed):
+        """Return a fresh torch module for a ``teacher`` / ``student`` spec.
+
+        Weights are initialised from torch's global generator; the lock makes
+        seeding and drawing atomic when several fits run in threads.
+        """
+        with _INIT_LOCK:
+            torch.manual_seed(seed)
+            return self._new_module(spec, hidden_layer_sizes, n_features)
+
+    def _new_module(self, spec, hidden_layer_sizes, n_features):
         if spec is None:
             sizes = _check_hidden_layer_sizes(hidden_layer_sizes)
             return MLP(n_features, self.n_outputs_, sizes)
@@ -231,7 +260,7 @@ class BaseTransferDistill(BaseEstimator):
             f"NeuralNet, got {type(spec).__name__}."
         )
 
-    def _make_net(self, net_class, module, criterion, spec):
+    def _make_net(self, net_class, module, criterion, spec, seed):
         """Build the skorch net of one stage; a skorch ``spec`` overrides defaults."""
         settings = {
             "optimizer": torch.optim.Adam,
@@ -266,6 +295,7 @@ class BaseTransferDistill(BaseEstimator):
             iterator_train=TensorBatches,
             iterator_valid=TensorBatches,
             iterator_train__shuffle=True,
+            iterator_train__seed=seed,
             train_split=None,
             callbacks=[
                 ("early_stopping", stopper),
@@ -362,15 +392,20 @@ class BaseTransferDistill(BaseEstimator):
             wall time to predict all of ``X``.
         """
         check_is_fitted(self)
+
+        def teacher_outputs(X):
+            X = self._transform_inputs(X)
+            return forward_rows(self.teacher_.module_, X, self.device)
+
         report = {}
-        for name, net in (("teacher", self.teacher_), ("student", self.student_)):
+        for name, net, outputs_of in (
+            ("teacher", self.teacher_, teacher_outputs),
+            ("student", self.student_, self._student_outputs),
+        ):
             times = []
             for _ in range(n_repeats):
                 start = time.perf_counter()
-                outputs = forward_rows(
-                    net.module_, self._transform_inputs(X), self.device
-                )
-                predictions = self._outputs_to_predictions(outputs)
+                predictions = self._outputs_to_predictions(outputs_of(X))
                 times.append(time.perf_counter() - start)
             report[name] = {
                 "score": float(self._score_predictions(y, predictions)),
@@ -798,16 +833,24 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
 
 
 @contextlib.contextmanager
-def _seeded_torch(seed, device):
-    """Seed torch's global generators for one fit, then restore them."""
-    devices = [] if torch.device(device).type != "cuda" else None
-    with torch.random.fork_rng(devices=devices):
+def _seeded_torch(seed):
+    """Seed torch's global generator for one fit, then restore it.
+
+    Initialisation happens on the CPU; the CPU generator is the only one used
+    by the default networks (custom modules' dropout draws from it too).
+    """
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
 
 
 def _silent(*args, **kwargs):
     """Sink for skorch messages when ``verbose=0``."""
+
+
+def _rows(array, mask):
+    """``array[mask]``, without a copy when every row is selected."""
+    return array if mask.all() else array[mask]
 
 
 def _is_clean_float_array(X, n_features):

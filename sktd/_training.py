@@ -12,8 +12,10 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping
 from skorch.dataset import Dataset
 
-# Predicting in chunks bounds the memory of the hidden activations.
-_PREDICT_CHUNK = 65536
+# Predicting in chunks bounds the memory of the hidden activations; chunks are
+# a whole number of fixed-size blocks (see forward_rows).
+_PREDICT_BLOCK = 64
+_PREDICT_CHUNK = 1024 * _PREDICT_BLOCK
 
 
 class TensorBatches:
@@ -30,15 +32,18 @@ class TensorBatches:
         Rows per batch.
     shuffle : bool, default=False
         Draw a new permutation of the rows each epoch.
-    generator : torch.Generator, default=None
-        Source of the permutations, for reproducible shuffling.
+    seed : int, default=None
+        Seeds this iterator's own generator of permutations, so that shuffling
+        is reproducible even while other fits draw from torch's global one.
     """
 
-    def __init__(self, dataset, batch_size=128, shuffle=False, generator=None, **_):
+    def __init__(self, dataset, batch_size=128, shuffle=False, seed=None, **_):
         self.X, self.y = _tensors_of(dataset)
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.generator = generator
+        self.generator = None
+        if seed is not None:
+            self.generator = torch.Generator().manual_seed(int(seed))
 
     def __len__(self):
         n = len(self.X)
@@ -138,32 +143,36 @@ class DistillationNet(StageNet):
 def forward_rows(module, X, device):
     """Return the outputs of ``module`` on rows ``X`` as float32, without autograd.
 
-    Small inputs pay no per-call overhead beyond the forward pass itself:
-    ``module.eval()`` walks every submodule, so it only runs when needed.
+    Rows go through in blocks of a fixed size, the last one padded with zeros:
+    BLAS picks its kernels by matrix shape, so without padding a row's float32
+    outputs would change in the last bits with the number of rows predicted
+    alongside it. Small inputs pay no other per-call overhead: ``eval()`` walks
+    every submodule, so it only runs when needed.
     """
     if module.training:
         module.eval()
+    n_rows = len(X)
+    padding = -n_rows % _PREDICT_BLOCK
+    if padding:
+        X = np.concatenate([X, np.zeros((padding,) + X.shape[1:], dtype=X.dtype)])
     with torch.inference_mode():
-        if len(X) <= _PREDICT_CHUNK and device == "cpu":
-            return module(torch.from_numpy(X)).numpy()
-        if len(X) <= _PREDICT_CHUNK:
-            return module(torch.from_numpy(X).to(device)).cpu().numpy()
         outputs = [
             module(torch.from_numpy(X[start : start + _PREDICT_CHUNK]).to(device))
             .cpu()
             .numpy()
             for start in range(0, len(X), _PREDICT_CHUNK)
         ]
-    return np.concatenate(outputs)
+    outputs = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+    return outputs[:n_rows]
 
 
-def standardise(X, scaler, out=None):
-    """Return ``(X - mean) / scale`` as a new float32 array, chunk by chunk.
+def standardise(X, scaler, dtype=np.float32):
+    """Return ``(X - mean) / scale`` as a new ``dtype`` array, chunk by chunk.
 
-    Going straight to float32 in chunks keeps the peak memory at one float32
-    copy of ``X`` rather than float64 temporaries of its full size.
+    Going straight to float32 in chunks keeps the peak memory of a fit at one
+    float32 copy of ``X`` rather than float64 temporaries of its full size.
     """
-    out = np.empty(X.shape, dtype=np.float32) if out is None else out
+    out = np.empty(X.shape, dtype=dtype)
     mean, scale = scaler.mean_, scaler.scale_
     for start in range(0, len(X), _PREDICT_CHUNK):
         rows = slice(start, start + _PREDICT_CHUNK)

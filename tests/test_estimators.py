@@ -216,6 +216,7 @@ def test_regressor_multi_output(regression_domains, fast_params):
     X, y, X_target, y_target = regression_domains
     Y = np.column_stack([y, -2 * y + 5])
     Y_target = np.column_stack([y_target, -2 * y_target + 5])
+    fast_params["max_iter"] = 60
     model = TransferDistillRegressor(random_state=0, **fast_params)
     model.fit(X, Y, X_target=X_target, y_target=Y_target)
     assert model.n_outputs_ == 2

