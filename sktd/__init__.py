@@ -3,13 +3,16 @@
 from ._datasets import make_shifted_digits
 from ._domains import stack_domains
 from ._estimators import TransferDistillClassifier, TransferDistillRegressor
+from ._persistence import load, save
 
 __version__ = "0.1.0"
 
 __all__ = [
     "TransferDistillClassifier",
     "TransferDistillRegressor",
+    "load",
     "make_shifted_digits",
+    "save",
     "stack_domains",
     "__version__",
 ]

@@ -1,0 +1,282 @@
+"""Speed of sktd against a hand-written PyTorch loop and scikit-learn's MLP.
+
+Run from the repository root::
+
+    python benchmarks/bench_speed.py            # prints the table, writes the docs
+    python benchmarks/bench_speed.py --quick    # smaller sizes, not written
+
+Every ratio is measured side by side in one run, as medians of repeats.
+"""
+
+import argparse
+import copy
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import sklearn
+import torch
+from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
+from sklearn.neural_network import MLPClassifier
+from torch import nn
+
+from sktd import TransferDistillClassifier
+from sktd._networks import MLP
+
+warnings.filterwarnings("ignore", category=ConvergenceWarning)
+DOCS = Path(__file__).parents[1] / "docs" / "benchmarks" / "speed.rst"
+BATCH = 200
+
+
+def median_time(function, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def hand_written_epoch_seconds(module, X, y, epochs):
+    """The loop a PyTorch user writes: shuffle, slice, step."""
+    X, y = torch.from_numpy(X), torch.from_numpy(y)
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+    criterion = nn.CrossEntropyLoss()
+    module.train()
+    durations = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        order = torch.randperm(len(X))
+        for first in range(0, len(X), BATCH):
+            index = order[first : first + BATCH]
+            optimizer.zero_grad()
+            criterion(module(X[index]), y[index]).backward()
+            optimizer.step()
+        durations.append(time.perf_counter() - start)
+    return float(np.median(durations))
+
+
+def sktd_teacher_epoch_seconds(X, y, epochs):
+    """Median epoch of sktd's pretraining stage, as skorch's history records it."""
+    model = TransferDistillClassifier(
+        max_iter=epochs, n_iter_no_change=epochs, batch_size=BATCH, random_state=0
+    )
+    model.fit(X, y)
+    return float(np.median(model.teacher_.history[:, "dur"]))
+
+
+def epoch_comparison(n_rows, epochs):
+    X, y = make_classification(
+        n_rows, n_features=20, n_classes=5, n_informative=10, random_state=0
+    )
+    X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
+    torch.manual_seed(0)
+    module = MLP(20, 5, (128, 64))
+    rows = []
+    for _ in range(3):
+        hand = hand_written_epoch_seconds(copy.deepcopy(module), X, y, epochs)
+        ours = sktd_teacher_epoch_seconds(X, y, epochs)
+        rows.append((hand, ours))
+    hand, ours = np.median(rows, axis=0)
+    return hand, ours
+
+
+def fit_comparison(n_rows, epochs):
+    X, y = make_classification(
+        n_rows, n_features=20, n_classes=5, n_informative=10, random_state=0
+    )
+    sktd_model = TransferDistillClassifier(
+        max_iter=epochs, n_iter_no_change=epochs, batch_size=BATCH, random_state=0
+    )
+
+    def sklearn_pair():
+        # The same work as sktd's fit on source rows: a (128, 64) teacher and
+        # a (64, 32) student, each for the same epochs and batch size.
+        for sizes in ((128, 64), (64, 32)):
+            MLPClassifier(
+                sizes,
+                max_iter=epochs,
+                n_iter_no_change=epochs,
+                batch_size=BATCH,
+                random_state=0,
+                tol=0.0,
+            ).fit(X, y)
+
+    return median_time(lambda: sktd_model.fit(X, y), 3), median_time(sklearn_pair, 3)
+
+
+def latency_comparison():
+    X, y = make_classification(
+        2000, n_features=20, n_classes=3, n_informative=10, random_state=0
+    )
+    ours = TransferDistillClassifier(max_iter=3, random_state=0).fit(X, y)
+    theirs = MLPClassifier((64, 32), max_iter=3, random_state=0).fit(X, y)
+    one, many = X[:1], np.random.RandomState(1).normal(size=(10_000, 20))
+    result = {}
+    for name, rows, repeats in (("1 row", one, 2000), ("10k rows", many, 100)):
+        pairs = [
+            (
+                median_time(lambda: ours.predict_proba(rows), repeats // 5),
+                median_time(lambda: theirs.predict_proba(rows), repeats // 5),
+            )
+            for _ in range(5)
+        ]
+        result[name] = tuple(np.median(pairs, axis=0))
+    return result
+
+
+def grid_search_comparison():
+    X, y = make_classification(3000, n_features=20, random_state=0)
+    grid = dict(temperature=[2.0, 4.0], alpha=[0.5, 0.9])
+
+    def search(n_jobs):
+        GridSearchCV(
+            TransferDistillClassifier(max_iter=10, random_state=0),
+            grid,
+            cv=3,
+            n_jobs=n_jobs,
+        ).fit(X, y)
+
+    search(2)  # start joblib's worker processes once, as a session would
+    return median_time(lambda: search(1), 3), median_time(lambda: search(2), 3)
+
+
+_FIT_ONE_EPOCH = """
+import resource, sys, time, numpy as np
+from sktd import TransferDistillClassifier
+n, f = int(sys.argv[1]), int(sys.argv[2])
+rng = np.random.RandomState(0)
+X = rng.normal(size=(n, f))
+y = (X[:, 0] + 0.1 * rng.normal(size=n) > 0).astype(int)
+# Warm torch up (thread pool, lazy initialisation) so only the fit is timed.
+TransferDistillClassifier(max_iter=1, random_state=0).fit(X[:50], y[:50])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+TransferDistillClassifier(max_iter=1, batch_size=200, random_state=0).fit(X, y)
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(seconds, before / 1024, peak / 1024)
+"""
+
+
+def scaling(sizes, n_features):
+    rows = []
+    for n in sizes:
+        out = subprocess.run(
+            [sys.executable, "-c", _FIT_ONE_EPOCH, str(n), str(n_features)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        seconds, before_mb, peak_mb = map(float, out)
+        rows.append((n, seconds, before_mb, peak_mb))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    quick = args.quick
+    n_rows, epochs = (4000, 3) if quick else (20_000, 5)
+    sizes = [1_000, 10_000, 100_000] if quick else [1_000, 10_000, 100_000, 1_000_000]
+
+    hand, ours = epoch_comparison(n_rows, epochs)
+    sktd_fit, sklearn_fit = fit_comparison(n_rows // 2, epochs)
+    latency = latency_comparison()
+    serial, parallel = grid_search_comparison()
+    growth = scaling(sizes, 100)
+
+    lines = [
+        f"Measured with ``python benchmarks/bench_speed.py`` on {platform.platform()}, "
+        f"{os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"scikit-learn {sklearn.__version__}.",
+        "",
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - what",
+        "     - sktd",
+        "     - reference",
+        "     - ratio (sktd / reference)",
+    ]
+
+    def row(what, a, b, unit):
+        lines.extend(
+            [
+                f"   * - {what}",
+                f"     - {a:.3g} {unit}",
+                f"     - {b:.3g} {unit}",
+                f"     - {a / b:.2f}",
+            ]
+        )
+
+    row(
+        f"teacher epoch, {n_rows} rows x 20, MLP (128, 64), batch {BATCH} "
+        "(reference: hand-written PyTorch loop)",
+        ours,
+        hand,
+        "s",
+    )
+    row(
+        f"fit on {n_rows // 2} rows, {epochs} epochs per network: teacher (128, 64) + "
+        "student (64, 32) (reference: two MLPClassifier of those sizes)",
+        sktd_fit,
+        sklearn_fit,
+        "s",
+    )
+    for name, (a, b) in latency.items():
+        row(
+            f"student predict_proba, {name} (reference: MLPClassifier (64, 32))",
+            a * 1e3,
+            b * 1e3,
+            "ms",
+        )
+    row(
+        "GridSearchCV, 4 candidates x 3 folds, n_jobs=2 (reference: n_jobs=1)",
+        parallel,
+        serial,
+        "s",
+    )
+    lines += [
+        "",
+        "Fit time (one epoch per stage, 100 features) and peak memory:",
+        "",
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - rows",
+        "     - fit seconds",
+        "     - seconds per 1k rows",
+        "     - data (float64) MB",
+        "     - peak RSS MB (before fit)",
+    ]
+    for n, seconds, before_mb, peak_mb in growth:
+        lines += [
+            f"   * - {n:,}",
+            f"     - {seconds:.2f}",
+            f"     - {1000 * seconds / n:.3f}",
+            f"     - {n * 100 * 8 / 2**20:.0f}",
+            f"     - {peak_mb:.0f} ({before_mb:.0f})",
+        ]
+    table = "\n".join(lines)
+    print(table)
+    if not quick:
+        DOCS.write_text(
+            "Speed and memory\n================\n\n"
+            "Produced by ``benchmarks/bench_speed.py``; rerun it to refresh it.\n\n"
+            + table
+            + "\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
