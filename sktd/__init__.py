@@ -4,6 +4,7 @@ from ._datasets import make_shifted_digits
 from ._domains import stack_domains
 from ._estimators import TransferDistillClassifier, TransferDistillRegressor
 from ._persistence import load, save
+from ._plotting import plot_agreement, plot_learning_curves
 
 __version__ = "0.1.0"
 
@@ -12,6 +13,8 @@ __all__ = [
     "TransferDistillRegressor",
     "load",
     "make_shifted_digits",
+    "plot_agreement",
+    "plot_learning_curves",
     "save",
     "stack_domains",
     "__version__",

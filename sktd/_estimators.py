@@ -44,6 +44,7 @@ from ._training import (
     DistillationNet,
     FiniteLossGuard,
     NonFiniteLossError,
+    StageProgress,
     SupervisedNet,
     TensorBatches,
     fit_scaler,
@@ -157,9 +158,16 @@ class BaseTransferDistill(BaseEstimator):
             domains = self._validate_domains(X, y, X_target, y_target, sample_domain)
             domains.seed = check_random_state(self.random_state).randint(2**31 - 1)
             with _seeded_torch(domains.seed):
-                self.teacher_ = self._pretrain(domains)
-                self.teacher_ = self._transfer(self.teacher_, domains)
+                pretrained = self._pretrain(domains)
+                self.teacher_ = self._transfer(pretrained, domains)
                 self.student_ = self._distil(self.teacher_, domains)
+            self.history_ = {
+                "pretrain": pretrained.history,
+                "transfer": (
+                    None if self.teacher_ is pretrained else self.teacher_.history
+                ),
+                "distil": self.student_.history,
+            }
         except BaseException:
             # An error or a KeyboardInterrupt leaves the estimator as it was
             # (fitted before, or unfitted), never half-fitted.
@@ -183,6 +191,7 @@ class BaseTransferDistill(BaseEstimator):
             module,
             self._supervised_criterion(),
             self.teacher,
+            stage="pretrain",
             seed=domains.seed,
         )
         X, y = _rows(domains.X, rows), _rows(domains.y, rows)
@@ -202,6 +211,7 @@ class BaseTransferDistill(BaseEstimator):
             module,
             self._supervised_criterion(),
             self.teacher,
+            stage="transfer",
             seed=domains.seed + 1,
         )
         return self._fit_net(net, domains.X[rows], domains.y[rows], stratify=True)
@@ -227,6 +237,7 @@ class BaseTransferDistill(BaseEstimator):
             module,
             self._distillation_criterion(),
             self.student,
+            stage="distil",
             seed=domains.seed + 2,
         )
         return self._fit_net(net, domains.X, targets, stratify=False)
@@ -261,7 +272,7 @@ class BaseTransferDistill(BaseEstimator):
             f"NeuralNet, got {type(spec).__name__}."
         )
 
-    def _make_net(self, net_class, module, criterion, spec, seed):
+    def _make_net(self, net_class, module, criterion, spec, stage, seed):
         """Build the skorch net of one stage; a skorch ``spec`` overrides defaults."""
         settings = {
             "optimizer": torch.optim.Adam,
@@ -288,7 +299,7 @@ class BaseTransferDistill(BaseEstimator):
             threshold=self.tol,
             threshold_mode="abs",
             load_best=self.early_stopping,
-            sink=print if self.verbose else _silent,
+            sink=print if self.verbose >= 2 else _silent,
         )
         return net_class(
             module=module,
@@ -301,9 +312,12 @@ class BaseTransferDistill(BaseEstimator):
             callbacks=[
                 ("early_stopping", stopper),
                 ("finite_loss", FiniteLossGuard()),
+                ("progress", StageProgress(stage, enabled=bool(self.verbose))),
             ],
             device=self.device,
-            verbose=self.verbose,
+            # skorch's per-epoch table only at verbose >= 2; verbose=1 is
+            # one progress line per stage.
+            verbose=int(self.verbose >= 2),
             **settings,
         )
 
@@ -490,7 +504,9 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         Seeds weight initialisation, shuffling and validation splits. The same
         integer gives bit-identical predictions on the CPU.
     verbose : int, default=0
-        ``0`` is silent; ``1`` prints skorch's per-epoch log of each stage.
+        ``0`` is silent; ``1`` shows one progress line per stage (pretrain,
+        transfer, distil) with the epoch, the losses and the time; ``2`` adds
+        skorch's per-epoch table.
     device : str or torch.device, default="cpu"
         Where every stage trains and predicts, e.g. ``"cuda"``.
 
@@ -504,6 +520,10 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         The fitted student, used by ``predict``. Its module outputs logits.
     input_scaler_ : sklearn.preprocessing.StandardScaler
         Standardises the inputs of both networks, fitted on every row.
+    history_ : dict
+        skorch ``History`` of each stage, keyed ``"pretrain"``, ``"transfer"``
+        and ``"distil"``; ``None`` for a stage that did not run (transfer
+        without labelled target rows).
     n_iter_ : int
         Epochs run by the distillation stage.
     n_features_in_ : int
@@ -722,7 +742,9 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         Seeds every stage; the same integer gives bit-identical predictions on
         the CPU.
     verbose : int, default=0
-        ``0`` is silent; ``1`` prints skorch's per-epoch log of each stage.
+        ``0`` is silent; ``1`` shows one progress line per stage (pretrain,
+        transfer, distil) with the epoch, the losses and the time; ``2`` adds
+        skorch's per-epoch table.
     device : str or torch.device, default="cpu"
         Where every stage trains and predicts.
 
@@ -738,6 +760,10 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         Standardises the targets, fitted on the labelled rows.
     n_outputs_ : int
         Number of regression targets.
+    history_ : dict
+        skorch ``History`` of each stage, keyed ``"pretrain"``, ``"transfer"``
+        and ``"distil"``; ``None`` for a stage that did not run (transfer
+        without labelled target rows).
     n_iter_ : int
         Epochs run by the distillation stage.
     n_features_in_ : int

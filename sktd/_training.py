@@ -5,6 +5,9 @@ which costs more than the forward pass of a small MLP (skorch issues #433 and
 #1100). The data here already sits in memory, so batches are slices.
 """
 
+import sys
+import time
+
 import numpy as np
 import torch
 from sklearn.preprocessing import StandardScaler
@@ -95,6 +98,48 @@ class FiniteLossGuard(Callback):
             raise NonFiniteLossError(
                 f"the training loss became {loss} in epoch {len(net.history)}"
             )
+
+
+class StageProgress(Callback):
+    """One progress line per stage: epoch, losses, time.
+
+    On a terminal the line is rewritten in place every epoch; elsewhere (logs,
+    captured output) only the stage's final line is printed.
+
+    Parameters
+    ----------
+    stage : str
+        Name printed at the start of the line (``"pretrain"``, ...).
+    enabled : bool, default=True
+        ``False`` prints nothing.
+    """
+
+    def __init__(self, stage, enabled=True):
+        self.stage = stage
+        self.enabled = enabled
+
+    def on_train_begin(self, net, **kwargs):
+        """Start the stage's clock."""
+        self.start_ = time.perf_counter()
+
+    def on_epoch_end(self, net, **kwargs):
+        """Rewrite the progress line on a terminal."""
+        if self.enabled and sys.stdout.isatty():
+            print(self._line(net), end="\r", flush=True)
+
+    def on_train_end(self, net, **kwargs):
+        """Print the stage's final line."""
+        if self.enabled and len(net.history):
+            print(self._line(net), flush=True)
+
+    def _line(self, net):
+        last = net.history[-1]
+        parts = [f"[sktd] {self.stage:<8} epoch {last['epoch']:>4}/{net.max_epochs}"]
+        for key in ("train_loss", "valid_loss"):
+            if key in last:
+                parts.append(f"{key} {last[key]:.4f}")
+        parts.append(f"{time.perf_counter() - self.start_:.1f}s")
+        return "  ".join(parts)
 
 
 class StageNet(NeuralNet):

@@ -1,0 +1,34 @@
+import numpy as np
+
+from sktd import TransferDistillClassifier
+
+
+def _fit(verbose, X_target_labels=True):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(80, 3))
+    y = (X[:, 0] > 0).astype(int)
+    y_target = y[60:] if X_target_labels else None
+    model = TransferDistillClassifier(max_iter=3, verbose=verbose, random_state=0)
+    return model.fit(X[:60], y[:60], X_target=X[60:], y_target=y_target)
+
+
+def test_verbose_0_prints_nothing(capsys):
+    _fit(0)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_verbose_1_prints_one_line_per_stage(capsys):
+    model = _fit(1)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == ["pretrain", "transfer", "distil"]
+    assert all("epoch    3/3" in line and "train_loss" in line for line in lines)
+    assert set(model.history_) == {"pretrain", "transfer", "distil"}
+    assert len(model.history_["distil"]) == 3
+
+
+def test_skipped_stage_has_no_history_and_no_line(capsys):
+    model = _fit(1, X_target_labels=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == ["pretrain", "distil"]
+    assert model.history_["transfer"] is None
