@@ -47,8 +47,8 @@ def stack_domains(X_source, y_source, X_target=None, y_target=None):
 
     Returns
     -------
-    X : ndarray of shape (n_source + n_target, n_features)
-        Source rows, then target rows.
+    X : ndarray or DataFrame of shape (n_source + n_target, n_features)
+        Source rows, then target rows; a DataFrame when both inputs are.
     y : ndarray of shape (n_source + n_target,) or (n_samples, n_outputs)
         Labels in the same order.
     sample_domain : ndarray of shape (n_source + n_target,)
@@ -61,6 +61,7 @@ def stack_domains(X_source, y_source, X_target=None, y_target=None):
     >>> X.ravel().tolist(), y.tolist(), d.tolist()
     ([0.0, 1.0, 2.0], [0, 1, -1], [1, 1, -2])
     """
+    X_source_in, X_target_in = X_source, X_target
     X_source = check_array(
         X_source, dtype=None, ensure_all_finite=False, input_name="X_source"
     )
@@ -96,7 +97,18 @@ def stack_domains(X_source, y_source, X_target=None, y_target=None):
             f"y_target has shape {y_target.shape[1:]} per row, but y_source has "
             f"{y_source.shape[1:]}; both need the same outputs."
         )
-    X = np.concatenate([X_source, X_target])
+    if _is_dataframe(X_source_in) and _is_dataframe(X_target_in):
+        # Keep the columns (names, dtypes) for Pipelines that select by name.
+        if list(X_source_in.columns) != list(X_target_in.columns):
+            raise ValueError(
+                "X_target's columns differ from X_source's: "
+                f"{list(X_target_in.columns)} vs {list(X_source_in.columns)}."
+            )
+        import pandas as pd
+
+        X = pd.concat([X_source_in, X_target_in], ignore_index=True)
+    else:
+        X = np.concatenate([X_source, X_target])
     y = np.concatenate([y_source, y_target])
     domain = np.concatenate(
         [np.full(len(X_source), SOURCE_DOMAIN), np.full(len(X_target), TARGET_DOMAIN)]
@@ -200,6 +212,10 @@ def _unlabelled_like(y_source, n_rows):
     if y_source.dtype.kind in "iu":
         return np.full(shape, UNLABELLED, dtype=y_source.dtype)
     return np.full(shape, UNLABELLED, dtype=object)
+
+
+def _is_dataframe(X):
+    return hasattr(X, "columns") and hasattr(X, "iloc")
 
 
 def _check_same_length(X, X_name, y, y_name):

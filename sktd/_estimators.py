@@ -528,7 +528,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         Epochs run by the distillation stage.
     n_features_in_ : int
         Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during ``fit``, when ``X`` has string column
         names.
 
@@ -768,7 +768,7 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         Epochs run by the distillation stage.
     n_features_in_ : int
         Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during ``fit``, when ``X`` has string column
         names.
 
