@@ -44,7 +44,7 @@ def demo(n_labelled=50, n_unlabelled=450, random_state=0):
     baseline_params = sum(w.size for w in baseline.coefs_ + baseline.intercepts_)
     rows = [
         ("sktd teacher (128, 64)", report["teacher"]),
-        ("sktd student (64, 32)", report["student"]),
+        ("sktd student (32, 16)", report["student"]),
         (
             "MLPClassifier, target rows only",
             {

@@ -2,8 +2,11 @@
 
 ``fit`` runs three stages, each a fresh skorch net:
 
-1. :meth:`~BaseTransferDistill._pretrain` a teacher on the labelled source rows;
-2. :meth:`~BaseTransferDistill._transfer` it: fine-tune on the labelled target rows;
+1. :meth:`~BaseTransferDistill._pretrain` a teacher on the labelled source rows
+   (skipped for a teacher the user pretrained);
+2. :meth:`~BaseTransferDistill._transfer` it to the labelled target rows with a
+   transfer strategy, and guard against negative transfer by blending it with
+   the source network and a target-only model as held-out rows advise;
 3. :meth:`~BaseTransferDistill._distil` a small student from the teacher over the
    transfer set, every source and target row, labelled or not.
 """
@@ -17,8 +20,9 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import accuracy_score, r2_score
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -41,6 +45,7 @@ from ._losses import ClassificationDistillationLoss, RegressionDistillationLoss
 from ._networks import MLP, count_parameters
 from ._persistence import export_onnx
 from ._training import (
+    ConsistentDistillationNet,
     DistillationNet,
     FiniteLossGuard,
     NonFiniteLossError,
@@ -51,11 +56,29 @@ from ._training import (
     forward_rows,
     standardise,
 )
+from ._transfer import (
+    TRANSFER_STRATEGIES,
+    BlendedTeacher,
+    LogOf,
+    Standardised,
+    choose_weights,
+    fit_head,
+    linear_module,
+    strategy_settings,
+)
 
 _INIT_LOCK = threading.Lock()
 
 # Restarts of a stage whose loss turned NaN, each with a 10x smaller step.
 _NAN_RETRIES = 2
+
+# The guard needs this many labelled target rows to hold some out; it uses at
+# most this many folds.
+_GUARD_MIN_ROWS = 10
+_GUARD_FOLDS = 5
+
+# Ridge penalties the target-only regression candidate chooses from.
+_RIDGE_ALPHAS = np.logspace(-3, 3, 13)
 
 
 class BaseTransferDistill(BaseEstimator):
@@ -69,9 +92,15 @@ class BaseTransferDistill(BaseEstimator):
     _parameter_constraints = {
         "teacher": [None, HasMethods(["forward"]), NeuralNet],
         "student": [None, HasMethods(["forward"]), NeuralNet],
+        "teacher_pretrained": [StrOptions({"auto"}), "boolean"],
         "teacher_hidden_layer_sizes": ["array-like"],
         "student_hidden_layer_sizes": ["array-like"],
+        "transfer_strategy": [StrOptions(set(TRANSFER_STRATEGIES))],
+        "l2sp_strength": [Interval(Real, 0, None, closed="left")],
+        "negative_transfer_guard": ["boolean"],
         "alpha": [Interval(Real, 0, 1, closed="both")],
+        "consistent_teaching": [None, StrOptions({"noise", "mixup"})],
+        "noise_scale": [Interval(Real, 0, None, closed="neither")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [
             StrOptions({"auto"}),
@@ -93,9 +122,15 @@ class BaseTransferDistill(BaseEstimator):
         teacher=None,
         student=None,
         *,
+        teacher_pretrained="auto",
         teacher_hidden_layer_sizes=(128, 64),
-        student_hidden_layer_sizes=(64, 32),
+        student_hidden_layer_sizes=(32, 16),
+        transfer_strategy="finetune",
+        l2sp_strength=0.01,
+        negative_transfer_guard=True,
         alpha=0.9,
+        consistent_teaching=None,
+        noise_scale=0.1,
         learning_rate_init=1e-3,
         batch_size="auto",
         max_iter=200,
@@ -110,9 +145,15 @@ class BaseTransferDistill(BaseEstimator):
     ):
         self.teacher = teacher
         self.student = student
+        self.teacher_pretrained = teacher_pretrained
         self.teacher_hidden_layer_sizes = teacher_hidden_layer_sizes
         self.student_hidden_layer_sizes = student_hidden_layer_sizes
+        self.transfer_strategy = transfer_strategy
+        self.l2sp_strength = l2sp_strength
+        self.negative_transfer_guard = negative_transfer_guard
         self.alpha = alpha
+        self.consistent_teaching = consistent_teaching
+        self.noise_scale = noise_scale
         self.learning_rate_init = learning_rate_init
         self.batch_size = batch_size
         self.max_iter = max_iter
@@ -157,17 +198,11 @@ class BaseTransferDistill(BaseEstimator):
         try:
             domains = self._validate_domains(X, y, X_target, y_target, sample_domain)
             domains.seed = check_random_state(self.random_state).randint(2**31 - 1)
+            self.history_ = {}
             with _seeded_torch(domains.seed):
                 pretrained = self._pretrain(domains)
                 self.teacher_ = self._transfer(pretrained, domains)
                 self.student_ = self._distil(self.teacher_, domains)
-            self.history_ = {
-                "pretrain": pretrained.history,
-                "transfer": (
-                    None if self.teacher_ is pretrained else self.teacher_.history
-                ),
-                "distil": self.student_.history,
-            }
         except BaseException:
             # An error or a KeyboardInterrupt leaves the estimator as it was
             # (fitted before, or unfitted), never half-fitted.
@@ -178,8 +213,25 @@ class BaseTransferDistill(BaseEstimator):
         return self
 
     def _pretrain(self, domains):
-        """Stage 1: train the teacher on the labelled source rows."""
-        rows = domains.source
+        """Stage 1: train the teacher on the labelled source rows.
+
+        A teacher the user pretrained is taken as it is (its head resized to
+        the task if needed) and the stage records no history.
+        """
+        if self._teacher_is_pretrained():
+            module = self._pretrained_module(domains)
+            net = self._make_net(
+                SupervisedNet,
+                module,
+                self._supervised_criterion(),
+                self.teacher,
+                stage="pretrain",
+                seed=domains.seed,
+            )
+            net.initialize()
+            net.module_.eval()
+            self.history_["pretrain"] = None
+            return net
         module = self._build_module(
             self.teacher,
             self.teacher_hidden_layer_sizes,
@@ -194,53 +246,240 @@ class BaseTransferDistill(BaseEstimator):
             stage="pretrain",
             seed=domains.seed,
         )
-        X, y = _rows(domains.X, rows), _rows(domains.y, rows)
-        return self._fit_net(net, X, y, stratify=True)
+        X, y = _rows(domains.X, domains.source), _rows(domains.y, domains.source)
+        net = self._fit_net(net, X, y, stratify=True)
+        self.history_["pretrain"] = net.history
+        return net
 
-    def _transfer(self, teacher, domains):
-        """Stage 2: fine-tune a copy of the teacher on the labelled target rows.
+    def _transfer(self, pretrained, domains):
+        """Stage 2: move the teacher to the labelled target rows, guarded.
 
-        With no labelled target row the pretrained teacher is returned as is.
+        A copy of the pretrained network is trained on the labelled target
+        rows with ``transfer_strategy``. With ``negative_transfer_guard``, the
+        teacher is then the blend of the pretrained network, the transferred
+        one and a target-only linear model that predicts held-out labelled
+        target rows best. With no labelled target row the pretrained network
+        is the teacher.
         """
         rows = domains.labelled_target
+        self.transfer_losses_ = None
         if not rows.any():
-            return teacher
-        module = copy.deepcopy(teacher.module_)
-        net = self._make_net(
-            SupervisedNet,
-            module,
-            self._supervised_criterion(),
-            self.teacher,
-            stage="transfer",
-            seed=domains.seed + 1,
+            self.history_["transfer"] = None
+            return self._choose_teacher({"pretrained": pretrained.module_})
+        X, y = domains.X[rows], domains.y[rows]
+        transferred = self._fine_tune(pretrained.module_, X, y, domains.seed + 1)
+        self.history_["transfer"] = transferred.history
+        if not self.negative_transfer_guard or rows.sum() < _GUARD_MIN_ROWS:
+            return self._choose_teacher({"transferred": transferred.module_})
+        weights, self.transfer_losses_ = self._weigh_candidates(
+            pretrained.module_, X, y, domains.seed
         )
-        return self._fit_net(net, domains.X[rows], domains.y[rows], stratify=True)
+        candidates = {
+            "pretrained": pretrained.module_,
+            "transferred": transferred.module_,
+            "target_only": self._target_only_module(X, y),
+        }
+        return self._choose_teacher(candidates, weights)
 
     def _distil(self, teacher, domains):
-        """Stage 3: train the student on the teacher's outputs over every row."""
+        """Stage 3: train the student on the teacher's outputs over every row.
+
+        When some target rows are labelled, they are the only hard labels:
+        the student serves the target task, and source labels may disagree
+        with it. Without them, the source labels are the task's.
+        """
         teacher_out = forward_rows(teacher.module_, domains.X, self.device)
         if not np.isfinite(teacher_out).all():
             raise ValueError(
                 "The teacher predicts NaN or infinity on some rows; check the "
                 "inputs for extreme values or lower learning_rate_init."
             )
-        labels = self._labels_as_columns(domains.y)
-        targets = np.hstack([teacher_out, labels]).astype(np.float32)
+        y = domains.y
+        if domains.labelled_target.any():
+            y = y.copy()
+            y[domains.is_source] = self._unlabelled_marker()
+        targets = np.hstack([teacher_out, self._labels_as_columns(y)])
+        targets = targets.astype(np.float32)
         module = self._build_module(
             self.student,
             self.student_hidden_layer_sizes,
             domains.X.shape[1],
             seed=domains.seed + 2,
         )
+        net_class, extra = DistillationNet, {}
+        if self.consistent_teaching is not None:
+            net_class = ConsistentDistillationNet
+            extra = {
+                "teacher_module": teacher.module_,
+                "perturbation": self.consistent_teaching,
+                "noise_scale": self.noise_scale,
+                "perturbation_seed": domains.seed + 3,
+                "unlabelled_marker": float(self._unlabelled_marker()),
+            }
         net = self._make_net(
-            DistillationNet,
+            net_class,
             module,
             self._distillation_criterion(),
             self.student,
             stage="distil",
             seed=domains.seed + 2,
+            **extra,
         )
-        return self._fit_net(net, domains.X, targets, stratify=False)
+        # Early stopping watches target rows when there are any: the student
+        # is judged on the target task.
+        validate_on = None if domains.is_source.all() else ~domains.is_source
+        net = self._fit_net(
+            net, domains.X, targets, stratify=False, validate_on=validate_on
+        )
+        self.history_["distil"] = net.history
+        return net
+
+    # ------------------------------------------------------ transfer steps
+
+    def _teacher_is_pretrained(self):
+        if self.teacher_pretrained == "auto":
+            return isinstance(self.teacher, NeuralNet) and getattr(
+                self.teacher, "initialized_", False
+            )
+        if self.teacher_pretrained and self.teacher is None:
+            raise ValueError(
+                "teacher_pretrained=True needs a teacher: pass the pretrained "
+                "torch module or skorch net as teacher."
+            )
+        return bool(self.teacher_pretrained)
+
+    def _pretrained_module(self, domains):
+        """Wrap the user's pretrained teacher to take and give standardised values."""
+        spec = self.teacher
+        module = copy.deepcopy(spec.module_ if isinstance(spec, NeuralNet) else spec)
+        if not isinstance(module, nn.Module):
+            raise TypeError(
+                "teacher_pretrained=True needs teacher to be a torch.nn.Module "
+                f"or an initialized skorch net, got {type(spec).__name__}."
+            )
+        if (
+            self._is_classifier_task()
+            and isinstance(spec, NeuralNet)
+            and isinstance(getattr(spec, "criterion_", None), nn.NLLLoss)
+        ):
+            # skorch classifiers trained with NLLLoss output probabilities.
+            module = LogOf(module)
+        with _INIT_LOCK:
+            resized = fit_head(module, self.n_outputs_, seed=domains.seed)
+        if resized and not domains.labelled_target.any():
+            raise ValueError(
+                "The pretrained teacher's output width differs from the task's "
+                f"{self.n_outputs_} outputs, so its head is re-initialised and "
+                "must be trained: pass labelled target rows (y_target)."
+            )
+        scaler = self.input_scaler_
+        output_mean, output_scale = 0.0, 1.0
+        if not self._is_classifier_task():
+            output_mean = self.target_scaler_.mean_
+            output_scale = self.target_scaler_.scale_
+        return Standardised(
+            module, scaler.mean_, scaler.scale_, output_mean, output_scale
+        ).to(self.device)
+
+    def _fine_tune(self, module, X, y, seed, progress=True):
+        """Train a copy of ``module`` on ``X``, ``y`` with the transfer strategy."""
+        module = copy.deepcopy(module)
+        module.train()
+        net_class, extra, callbacks = strategy_settings(
+            self.transfer_strategy,
+            module,
+            self._learning_rate(self.teacher),
+            self.l2sp_strength,
+            self.n_iter_no_change,
+        )
+        net = self._make_net(
+            net_class,
+            module,
+            self._supervised_criterion(),
+            self.teacher,
+            stage="transfer",
+            seed=seed,
+            callbacks=callbacks,
+            progress=progress,
+            **extra,
+        )
+        return self._fit_net(net, X, y, stratify=True)
+
+    def _weigh_candidates(self, pretrained, X, y, seed):
+        """Blend weights chosen on out-of-fold predictions of the target rows.
+
+        Each fold fine-tunes the pretrained network and fits the target-only
+        model on the other folds; the pretrained network never saw a target
+        row, so it predicts every row out of fold as it is.
+        """
+        outputs = {
+            "pretrained": forward_rows(pretrained, X, self.device),
+            "transferred": np.zeros((len(X), self.n_outputs_), dtype=np.float32),
+            "target_only": np.zeros((len(X), self.n_outputs_), dtype=np.float32),
+        }
+        for fold, (train, test) in enumerate(self._guard_folds(y, seed)):
+            net = self._fine_tune(
+                pretrained, X[train], y[train], seed + 10 + fold, progress=False
+            )
+            outputs["transferred"][test] = forward_rows(
+                net.module_, X[test], self.device
+            )
+            linear = self._target_only_module(X[train], y[train])
+            outputs["target_only"][test] = forward_rows(linear, X[test], self.device)
+        return choose_weights(outputs, y, self._is_classifier_task())
+
+    def _guard_folds(self, y, seed):
+        if self._is_classifier_task():
+            _, counts = np.unique(y, return_counts=True)
+            n_splits = min(_GUARD_FOLDS, counts.min())
+            if n_splits >= 2:
+                return StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(
+                    y, y
+                )
+        return KFold(_GUARD_FOLDS, shuffle=True, random_state=seed).split(y)
+
+    def _target_only_module(self, X, y):
+        """Fit a linear model on target rows alone; return it as an ``nn.Linear``."""
+        n_features = X.shape[1]
+        if not self._is_classifier_task():
+            return linear_module(RidgeCV(alphas=_RIDGE_ALPHAS).fit(X, y), n_features)
+        classes = np.arange(self.n_outputs_)
+        seen = np.unique(y)
+        if len(seen) == 1:
+            layer = linear_module(_Constant(seen, n_features), n_features, classes)
+            return layer.to(self.device)
+        model = LogisticRegression(max_iter=1000).fit(X, y)
+        return linear_module(model, n_features, classes).to(self.device)
+
+    def _choose_teacher(self, candidates, weights=None):
+        """Record the transfer weights; return the teacher they make, as a net."""
+        weights = weights or {name: 1.0 for name in candidates}
+        self.transfer_weights_ = {
+            name: float(weights.get(name, 0.0))
+            for name in ("pretrained", "transferred", "target_only")
+        }
+        members = {name: candidates[name] for name in candidates if weights.get(name)}
+        if len(members) == 1:
+            (self.transfer_choice_,) = members
+            (module,) = members.values()
+        else:
+            self.transfer_choice_ = "blend"
+            module = BlendedTeacher(
+                members,
+                {name: weights[name] for name in members},
+                classification=self._is_classifier_task(),
+            )
+        net = self._make_net(
+            SupervisedNet,
+            module,
+            self._supervised_criterion(),
+            self.teacher,
+            stage="transfer",
+            seed=0,
+        )
+        net.initialize()
+        net.module_.eval()
+        return net
 
     # ------------------------------------------------------- stage plumbing
 
@@ -272,8 +511,26 @@ class BaseTransferDistill(BaseEstimator):
             f"NeuralNet, got {type(spec).__name__}."
         )
 
-    def _make_net(self, net_class, module, criterion, spec, stage, seed):
-        """Build the skorch net of one stage; a skorch ``spec`` overrides defaults."""
+    def _learning_rate(self, spec):
+        return spec.lr if isinstance(spec, NeuralNet) else self.learning_rate_init
+
+    def _make_net(
+        self,
+        net_class,
+        module,
+        criterion,
+        spec,
+        stage,
+        seed,
+        callbacks=(),
+        progress=True,
+        **extra,
+    ):
+        """Build the skorch net of one stage.
+
+        A skorch ``spec`` overrides the estimator's optimizer settings;
+        ``callbacks`` and ``extra`` net parameters come from the stage.
+        """
         settings = {
             "optimizer": torch.optim.Adam,
             "lr": self.learning_rate_init,
@@ -292,6 +549,7 @@ class BaseTransferDistill(BaseEstimator):
                     for k, v in spec.get_params_for("optimizer").items()
                 },
             )
+        settings.update(extra)
         monitor = "valid_loss" if self.early_stopping else "train_loss"
         stopper = EarlyStopping(
             monitor=monitor,
@@ -312,7 +570,8 @@ class BaseTransferDistill(BaseEstimator):
             callbacks=[
                 ("early_stopping", stopper),
                 ("finite_loss", FiniteLossGuard()),
-                ("progress", StageProgress(stage, enabled=bool(self.verbose))),
+                ("progress", StageProgress(stage, progress and bool(self.verbose))),
+                *callbacks,
             ],
             device=self.device,
             # skorch's per-epoch table only at verbose >= 2; verbose=1 is
@@ -321,19 +580,29 @@ class BaseTransferDistill(BaseEstimator):
             **settings,
         )
 
-    def _fit_net(self, net, X, y, stratify):
-        """Fit ``net`` on rows ``X``, ``y``, holding out a validation split if asked."""
+    def _fit_net(self, net, X, y, stratify, validate_on=None):
+        """Fit ``net`` on rows ``X``, ``y``, holding out a validation split if asked.
+
+        With ``early_stopping``, ``validation_fraction`` of the rows (of the
+        rows where ``validate_on`` is true, if given) are held out.
+        """
         if net.batch_size == "auto":
             net.batch_size = min(200, len(X))
         if self.early_stopping:
-            stratify_by = y if stratify and self._is_classifier_task() else None
-            X, X_valid, y, y_valid = train_test_split(
-                X,
-                y,
+            pool = np.flatnonzero(
+                np.ones(len(X), bool) if validate_on is None else validate_on
+            )
+            stratify_by = y[pool] if stratify and self._is_classifier_task() else None
+            _, valid = train_test_split(
+                pool,
                 test_size=self.validation_fraction,
-                stratify=_stratifiable(stratify_by),
+                stratify=_stratifiable(stratify_by, self.validation_fraction),
                 random_state=0,
             )
+            is_valid = np.zeros(len(X), bool)
+            is_valid[valid] = True
+            X, X_valid = X[~is_valid], X[is_valid]
+            y, y_valid = y[~is_valid], y[is_valid]
             net.set_params(
                 train_split=predefined_split(Dataset(*_as_tensors(X_valid, y_valid)))
             )
@@ -467,10 +736,35 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
     student : None, torch.nn.Module or skorch.NeuralNet, default=None
         Student network, as ``teacher``; ``None`` builds an MLP with
         ``student_hidden_layer_sizes``.
+    teacher_pretrained : "auto" or bool, default="auto"
+        Whether ``teacher`` is already trained, so that the source stage is
+        skipped. ``"auto"``: true for an initialized (fitted) skorch net. A
+        pretrained teacher receives rows in the units given to ``fit`` (the
+        estimator's scaling is undone for it). A skorch classifier trained with
+        ``NLLLoss`` (a module ending in a softmax) is handled: its probabilities
+        become logits. If its output width differs from the task's, its last
+        ``nn.Linear`` is re-initialised at the right width and learnt on the
+        labelled target rows.
     teacher_hidden_layer_sizes : tuple of int, default=(128, 64)
         Hidden widths of the default teacher.
-    student_hidden_layer_sizes : tuple of int, default=(64, 32)
+    student_hidden_layer_sizes : tuple of int, default=(32, 16)
         Hidden widths of the default student.
+    transfer_strategy : {"finetune", "gradual", "l2sp", "discriminative"}, \
+            default="finetune"
+        How the teacher moves to the labelled target rows: train every weight;
+        train the head alone, then unfreeze one layer more every
+        ``n_iter_no_change // 2`` epochs; pull weights towards their source
+        values (L2-SP) instead of weight decay; or halve the learning rate per
+        layer below the head.
+    l2sp_strength : float, default=0.01
+        Coefficient of the L2-SP penalty ``0.5 * ||w - w_source||^2``.
+    negative_transfer_guard : bool, default=True
+        With at least 10 labelled target rows, weigh three candidate teachers
+        (the source network, the transferred one, a linear model fitted on the
+        target rows alone) by their out-of-fold loss on the labelled target
+        rows (5 folds) and teach with the best blend, so that a source that
+        does not help the target gets no weight. ``False``: the transferred
+        network is the teacher.
     temperature : float, default=4.0
         Softening temperature ``T`` of the distillation loss; the teacher term
         is scaled by ``T**2``.
@@ -480,6 +774,13 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
     distillation_loss : {"kl", "logit_mse"}, default="kl"
         ``"kl"``: Hinton's soft targets. ``"logit_mse"``: squared error between
         logits (Ba & Caruana, 2014).
+    consistent_teaching : {None, "noise", "mixup"}, default=None
+        Perturb each distillation batch and query the teacher on the very
+        rows the student sees (Beyer et al., 2022): Gaussian noise of
+        ``noise_scale`` on standardised rows, or mixup of row pairs (mixed rows
+        keep only the teacher's targets).
+    noise_scale : float, default=0.1
+        Standard deviation of the ``"noise"`` perturbation.
     learning_rate_init : float, default=1e-3
         Adam learning rate of every stage.
     batch_size : int or "auto", default="auto"
@@ -515,7 +816,16 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
     classes_ : ndarray of shape (n_classes,)
         Sorted union of the source and target labels.
     teacher_ : skorch.NeuralNet
-        The fitted teacher (after transfer). Its module outputs logits.
+        The fitted teacher (after transfer). Its module outputs logits; it is
+        a blend of networks (``BlendedTeacher``) when the guard blends.
+    transfer_weights_ : dict of str to float
+        The teacher's blend weights of ``"pretrained"`` (source network),
+        ``"transferred"`` and ``"target_only"`` (linear model), summing to 1.
+    transfer_choice_ : str
+        The candidate with all the weight, or ``"blend"``.
+    transfer_losses_ : dict of str to float or None
+        Out-of-fold log loss on the labelled target rows of each candidate
+        and of the chosen ``"blend"``; ``None`` when the guard did not run.
     student_ : skorch.NeuralNet
         The fitted student, used by ``predict``. Its module outputs logits.
     input_scaler_ : sklearn.preprocessing.StandardScaler
@@ -565,11 +875,17 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         teacher=None,
         student=None,
         *,
+        teacher_pretrained="auto",
         teacher_hidden_layer_sizes=(128, 64),
-        student_hidden_layer_sizes=(64, 32),
+        student_hidden_layer_sizes=(32, 16),
+        transfer_strategy="finetune",
+        l2sp_strength=0.01,
+        negative_transfer_guard=True,
         temperature=4.0,
         alpha=0.9,
         distillation_loss="kl",
+        consistent_teaching=None,
+        noise_scale=0.1,
         learning_rate_init=1e-3,
         batch_size="auto",
         max_iter=200,
@@ -585,9 +901,15 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         super().__init__(
             teacher=teacher,
             student=student,
+            teacher_pretrained=teacher_pretrained,
             teacher_hidden_layer_sizes=teacher_hidden_layer_sizes,
             student_hidden_layer_sizes=student_hidden_layer_sizes,
+            transfer_strategy=transfer_strategy,
+            l2sp_strength=l2sp_strength,
+            negative_transfer_guard=negative_transfer_guard,
             alpha=alpha,
+            consistent_teaching=consistent_teaching,
+            noise_scale=noise_scale,
             learning_rate_init=learning_rate_init,
             batch_size=batch_size,
             max_iter=max_iter,
@@ -716,12 +1038,43 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         map ``n_features`` inputs to ``n_outputs`` values.
     student : None, torch.nn.Module or skorch.NeuralNet, default=None
         Student network, as ``teacher``.
+    teacher_pretrained : "auto" or bool, default="auto"
+        Whether ``teacher`` is already trained, so that the source stage is
+        skipped. ``"auto"``: true for an initialized (fitted) skorch net. A
+        pretrained teacher receives rows in the units given to ``fit`` (the
+        estimator's scaling is undone for it) and returns values in the units of
+        ``y``. If its output width differs from the task's, its last
+        ``nn.Linear`` is re-initialised at the right width and learnt on the
+        labelled target rows.
     teacher_hidden_layer_sizes : tuple of int, default=(128, 64)
         Hidden widths of the default teacher.
-    student_hidden_layer_sizes : tuple of int, default=(64, 32)
+    student_hidden_layer_sizes : tuple of int, default=(32, 16)
         Hidden widths of the default student.
+    transfer_strategy : {"finetune", "gradual", "l2sp", "discriminative"}, \
+            default="finetune"
+        How the teacher moves to the labelled target rows: train every weight;
+        train the head alone, then unfreeze one layer more every
+        ``n_iter_no_change // 2`` epochs; pull weights towards their source
+        values (L2-SP) instead of weight decay; or halve the learning rate per
+        layer below the head.
+    l2sp_strength : float, default=0.01
+        Coefficient of the L2-SP penalty ``0.5 * ||w - w_source||^2``.
+    negative_transfer_guard : bool, default=True
+        With at least 10 labelled target rows, weigh three candidate teachers
+        (the source network, the transferred one, a ridge model fitted on the
+        target rows alone) by their out-of-fold loss on the labelled target
+        rows (5 folds) and teach with the best blend, so that a source that
+        does not help the target gets no weight. ``False``: the transferred
+        network is the teacher.
     alpha : float, default=0.9
         Weight of the teacher term in the distillation loss.
+    consistent_teaching : {None, "noise", "mixup"}, default=None
+        Perturb each distillation batch and query the teacher on the very
+        rows the student sees (Beyer et al., 2022): Gaussian noise of
+        ``noise_scale`` on standardised rows, or mixup of row pairs (mixed rows
+        keep only the teacher's targets).
+    noise_scale : float, default=0.1
+        Standard deviation of the ``"noise"`` perturbation.
     learning_rate_init : float, default=1e-3
         Adam learning rate of every stage.
     batch_size : int or "auto", default="auto"
@@ -752,6 +1105,15 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
     ----------
     teacher_ : skorch.NeuralNet
         The fitted teacher (after transfer), on standardised targets.
+    transfer_weights_ : dict of str to float
+        The teacher's blend weights of ``"pretrained"`` (source network),
+        ``"transferred"`` and ``"target_only"`` (ridge model), summing to 1.
+    transfer_choice_ : str
+        The candidate with all the weight, or ``"blend"``.
+    transfer_losses_ : dict of str to float or None
+        Out-of-fold mean squared error (standardised targets) on the labelled
+        target rows of each candidate and of the chosen ``"blend"``; ``None``
+        when the guard did not run.
     student_ : skorch.NeuralNet
         The fitted student, used by ``predict``.
     input_scaler_ : sklearn.preprocessing.StandardScaler
@@ -930,9 +1292,25 @@ def _check_hidden_layer_sizes(sizes):
     return sizes
 
 
-def _stratifiable(y):
-    """``y`` if every class has two rows to split, else ``None``."""
+def _stratifiable(y, test_size):
+    """``y`` if a stratified split of ``test_size`` is possible, else ``None``.
+
+    Every class needs two rows, and both sides of the split a row per class.
+    """
     if y is None:
         return None
     _, counts = np.unique(y, return_counts=True)
-    return y if counts.min() >= 2 else None
+    n_test = int(np.ceil(test_size * len(y)))
+    n_classes = len(counts)
+    if counts.min() < 2 or min(n_test, len(y) - n_test) < n_classes:
+        return None
+    return y
+
+
+class _Constant:
+    """A fitted linear model that predicts its one class everywhere."""
+
+    def __init__(self, classes, n_features):
+        self.classes_ = classes
+        self.coef_ = np.zeros((1, n_features))
+        self.intercept_ = np.zeros(1)

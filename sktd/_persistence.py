@@ -107,6 +107,9 @@ def save(estimator, path):
         "n_outputs": int(estimator.n_outputs_),
         "n_iter": int(estimator.n_iter_),
         "classes": _classes_to_json(getattr(estimator, "classes_", None)),
+        "transfer_choice": estimator.transfer_choice_,
+        "transfer_weights": estimator.transfer_weights_,
+        "transfer_losses": estimator.transfer_losses_,
     }
     header = json.dumps(metadata, sort_keys=True)
     save_file(
@@ -180,11 +183,24 @@ def load(path):
     estimator.input_scaler_ = _scaler(tensors, "input_scaler")
     if "target_scaler.mean" in tensors:
         estimator.target_scaler_ = _scaler(tensors, "target_scaler")
-    for name, sizes in (
-        ("teacher", params["teacher_hidden_layer_sizes"]),
-        ("student", params["student_hidden_layer_sizes"]),
+    # Files written before the guard existed hold a plain transferred teacher.
+    metadata.setdefault("transfer_choice", "transferred")
+    metadata.setdefault("transfer_weights", {"transferred": 1.0})
+    metadata.setdefault("transfer_losses", None)
+    estimator.transfer_choice_ = metadata["transfer_choice"]
+    estimator.transfer_weights_ = metadata["transfer_weights"]
+    estimator.transfer_losses_ = metadata["transfer_losses"]
+    for name, module in (
+        ("teacher", _teacher_module(estimator, metadata)),
+        (
+            "student",
+            MLP(
+                estimator.n_features_in_,
+                estimator.n_outputs_,
+                params["student_hidden_layer_sizes"],
+            ),
+        ),
     ):
-        module = MLP(estimator.n_features_in_, estimator.n_outputs_, sizes)
         prefix = f"{name}."
         state = {
             k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)
@@ -247,6 +263,25 @@ class _ExportedStudent(nn.Module):
         if self.is_classifier:
             return torch.softmax(outputs, dim=1)
         return outputs * self.y_scale + self.y_mean
+
+
+def _teacher_module(estimator, metadata):
+    """Rebuild the teacher's architecture: one candidate, or their blend."""
+    from ._transfer import BlendedTeacher
+
+    def candidate(name):
+        if name == "target_only":
+            return nn.Linear(estimator.n_features_in_, estimator.n_outputs_)
+        sizes = estimator.teacher_hidden_layer_sizes
+        return MLP(estimator.n_features_in_, estimator.n_outputs_, sizes)
+
+    choice, weights = metadata["transfer_choice"], metadata["transfer_weights"]
+    if choice != "blend":
+        return candidate(choice)
+    members = {name: candidate(name) for name, weight in weights.items() if weight}
+    return BlendedTeacher(
+        members, weights, classification=metadata["classes"] is not None
+    )
 
 
 def _fitted_net(estimator, name, module):

@@ -185,6 +185,92 @@ class DistillationNet(StageNet):
         return self.criterion_(y_pred, y_true[:, :n_outputs], y_true[:, n_outputs:])
 
 
+class ConsistentDistillationNet(DistillationNet):
+    """Distillation where teacher and student see the same perturbed rows.
+
+    "Consistent teaching" (Beyer et al., 2022): each batch is perturbed, and
+    the teacher's outputs are computed on the very rows the student sees, so
+    the student matches the teacher's function around the data rather than
+    at the data points only. The teacher is an ``__init__`` argument, never a
+    registered module, so its weights stay out of the student's optimizer.
+
+    Parameters
+    ----------
+    teacher_module : torch.nn.Module
+        The frozen teacher, in ``eval`` mode.
+    perturbation : {"noise", "mixup"}
+        ``"noise"`` adds Gaussian noise of standard deviation ``noise_scale``
+        to the (standardised) rows, which keep their labels. ``"mixup"``
+        replaces each row by a random convex combination with another row of
+        the batch; mixed rows have no hard label, only the teacher's.
+    noise_scale : float, default=0.1
+        Standard deviation of the ``"noise"`` perturbation.
+    perturbation_seed : int, default=0
+        Seeds the perturbations' own generator.
+    unlabelled_marker : float, default=-1.0
+        Label of a mixed row: ``-1`` for classes, ``NaN`` for regression.
+    """
+
+    def __init__(
+        self,
+        *args,
+        teacher_module=None,
+        perturbation="noise",
+        noise_scale=0.1,
+        perturbation_seed=0,
+        unlabelled_marker=-1.0,
+        **kwargs,
+    ):
+        # Set before skorch's __init__ so that skorch does not register the
+        # teacher as one of the net's own (trainable) modules.
+        self.teacher_module = teacher_module
+        super().__init__(*args, **kwargs)
+        self.perturbation = perturbation
+        self.noise_scale = noise_scale
+        self.perturbation_seed = perturbation_seed
+        self.unlabelled_marker = unlabelled_marker
+
+    def initialize(self):
+        """Initialize the net and the generator of perturbations."""
+        super().initialize()
+        self.perturbation_generator_ = torch.Generator().manual_seed(
+            int(self.perturbation_seed)
+        )
+        return self
+
+    def train_step_single(self, batch, **fit_params):
+        """Perturb the batch, ask the teacher, then take the student's step."""
+        self._set_training(True)
+        Xi, yi = batch
+        Xi, yi = Xi.to(self.device), yi.to(self.device)
+        n_outputs = yi.shape[1] - self.n_label_columns_
+        Xi, labels = self.perturb(Xi, yi[:, n_outputs:])
+        with torch.no_grad():
+            teacher_out = self.teacher_module(Xi)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.criterion_(y_pred, teacher_out, labels)
+        loss.backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def fit(self, X, y=None, **fit_params):
+        """Fit; remember how many label columns follow the teacher's outputs."""
+        # y packs the teacher's outputs, then one column per label.
+        n_outputs = self.teacher_module(X[:1].to(self.device)).shape[1]
+        self.n_label_columns_ = y.shape[1] - n_outputs
+        return super().fit(X, y, **fit_params)
+
+    def perturb(self, X, labels):
+        """Return perturbed rows and their labels (unlabelled where mixed)."""
+        generator = self.perturbation_generator_
+        if self.perturbation == "noise":
+            noise = torch.randn(X.shape, generator=generator) * self.noise_scale
+            return X + noise.to(X.device), labels
+        weight = torch.rand((len(X), 1), generator=generator).to(X.device)
+        partner = torch.randperm(len(X), generator=generator).to(X.device)
+        mixed = weight * X + (1 - weight) * X[partner]
+        return mixed, torch.full_like(labels, self.unlabelled_marker)
+
+
 def forward_rows(module, X, device):
     """Return the outputs of ``module`` on rows ``X`` as float32, without autograd.
 

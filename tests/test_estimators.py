@@ -110,17 +110,43 @@ def test_unlabelled_rows_reach_distillation_only(task, fast_params, monkeypatch)
     cls(random_state=0, **fast_params).fit(X, y, X_target=X_target, y_target=y_target)
 
     n_labelled_target = 20
-    assert [len(labels) for labels in supervised] == [len(X), n_labelled_target]
+    # Pretraining, transfer, then the guard's fine-tunes on folds of the
+    # labelled target rows.
+    sizes = [len(labels) for labels in supervised]
+    assert sizes[:2] == [len(X), n_labelled_target]
+    n_folds = len(sizes) - 2
+    assert n_folds >= 2 and sum(sizes[2:]) == (n_folds - 1) * n_labelled_target
     for labels in supervised:
         assert np.all(np.isfinite(labels)) and not np.any(labels == -1)
     (transfer_set,) = distilled
     assert len(transfer_set) == len(X) + len(X_target)
     label_column = transfer_set[:, -1]
-    n_unlabelled = len(X_target) - n_labelled_target
-    if cls is TransferDistillClassifier:
-        assert np.sum(label_column == -1) == n_unlabelled
-    else:
-        assert np.sum(np.isnan(label_column)) == n_unlabelled
+    # The target's labels are the only hard labels once there are some.
+    unlabelled = (
+        label_column == -1
+        if cls is TransferDistillClassifier
+        else (np.isnan(label_column))
+    )
+    assert unlabelled.sum() == len(X) + len(X_target) - n_labelled_target
+    assert not unlabelled[len(X) : len(X) + n_labelled_target].any()
+
+
+def test_source_labels_teach_when_no_target_row_is_labelled(
+    task, fast_params, monkeypatch
+):
+    cls, (X, y, X_target, _) = task
+    distilled = []
+    original_distillation_fit = DistillationNet.fit
+
+    def distillation_fit(self, X, y=None, **kwargs):
+        distilled.append(y.numpy().copy())
+        return original_distillation_fit(self, X, y, **kwargs)
+
+    monkeypatch.setattr(DistillationNet, "fit", distillation_fit)
+    cls(random_state=0, **fast_params).fit(X, y, X_target=X_target)
+    label_column = distilled[0][:, -1]
+    labelled = ~np.isnan(label_column) & (label_column != -1)
+    assert labelled[: len(X)].all() and not labelled[len(X) :].any()
 
 
 def test_same_seed_same_predictions_and_pickle_round_trip(task, fast_params):
@@ -193,12 +219,14 @@ def test_target_without_labels_skips_transfer(classification_domains, fast_param
     class Recording(TransferDistillClassifier):
         def _transfer(self, teacher, domains):
             result = super()._transfer(teacher, domains)
-            seen.append(result is teacher)
+            seen.append(result.module_ is teacher.module_)
             return result
 
     Recording.__name__ = "TransferDistillClassifier"
-    Recording(random_state=0, **fast_params).fit(X, y, X_target=X_target)
+    model = Recording(random_state=0, **fast_params).fit(X, y, X_target=X_target)
     assert seen == [True]
+    assert model.history_["transfer"] is None
+    assert model.transfer_choice_ == "pretrained"
 
 
 def test_raw_unscaled_features_are_standardised(classification_domains, fast_params):
@@ -228,7 +256,10 @@ def test_regressor_multi_output(regression_domains, fast_params):
 
 def test_distillation_report(task, fast_params):
     cls, (X, y, X_target, y_target) = task
-    model = cls(random_state=0, **fast_params).fit(X, y, X_target, y_target)
+    # Without the guard the teacher is the (large) transferred network; the
+    # guard may rightly pick a smaller linear model on these linear tasks.
+    model = cls(negative_transfer_guard=False, random_state=0, **fast_params)
+    model.fit(X, y, X_target, y_target)
     labelled = slice(0, 20)
     report = model.distillation_report(X_target[labelled], y_target[labelled])
     assert set(report) == {"teacher", "student"}

@@ -1,0 +1,351 @@
+"""Transfer strategies, the negative-transfer guard and the teachers it builds.
+
+The estimator's second stage moves a source-trained network to the target task.
+How it does so is a *strategy* (``transfer_strategy``):
+
+``"finetune"``
+    Every weight trains on the labelled target rows.
+``"gradual"``
+    The head trains alone first; then one more layer, from the top down, joins
+    every few epochs (Howard & Ruder, 2018).
+``"l2sp"``
+    Every weight trains, pulled towards its source value by
+    ``l2sp_strength / 2 * ||w - w_source||^2`` instead of towards zero
+    (Li et al., 2018).
+``"discriminative"``
+    Every weight trains, each layer with a learning rate halved per layer below
+    the head (Howard & Ruder, 2018).
+
+The guard then asks, on out-of-fold predictions for the labelled target rows,
+how to weigh three candidate teachers: the source network as it is, the
+transferred network, and a linear model fitted on the target rows alone. The
+teacher is the weighted blend (:class:`BlendedTeacher`), so a source that does
+not help gets no weight.
+"""
+
+import itertools
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+from torch import nn
+
+from ._training import SupervisedNet
+
+TRANSFER_STRATEGIES = ("finetune", "gradual", "l2sp", "discriminative")
+
+# Members of the blended teacher, in a fixed order.
+CANDIDATES = ("pretrained", "transferred", "target_only")
+
+# Blend weights are searched on this grid over the simplex.
+_WEIGHT_STEP = 0.1
+
+# Learning-rate factor between a layer and the one above it ("discriminative").
+_LAYER_LR_DECAY = 0.5
+
+# Logit given to a class the target-only model never saw (probability ~0).
+_UNSEEN_CLASS_LOGIT = -30.0
+
+
+def weighted_layers(module):
+    """Return ``[(name, submodule), ...]`` of the leaf modules holding weights.
+
+    They come in registration order, which for feed-forward networks is input
+    to output; the last one is taken to be the head.
+    """
+    return [
+        (name, sub)
+        for name, sub in module.named_modules()
+        if not list(sub.children()) and any(True for _ in sub.parameters(False))
+    ]
+
+
+def fit_head(module, n_outputs, seed):
+    """Give ``module`` a head of ``n_outputs`` units; return whether it changed.
+
+    A pretrained network whose output width differs from the target task's
+    (other classes, other targets) keeps its body; its last linear layer is
+    replaced by a freshly initialised one of the right width.
+    """
+    name, head = weighted_layers(module)[-1]
+    if not isinstance(head, nn.Linear):
+        raise ValueError(
+            f"The teacher's last layer with weights ({name!r}, "
+            f"{type(head).__name__}) must be a torch.nn.Linear for its output "
+            f"width ({_out_features(head)}) to be changed to {n_outputs}."
+        )
+    if head.out_features == n_outputs:
+        return False
+    torch.manual_seed(seed)
+    new_head = nn.Linear(head.in_features, n_outputs, bias=head.bias is not None)
+    parent_name, _, attribute = name.rpartition(".")
+    parent = module.get_submodule(parent_name) if parent_name else module
+    setattr(parent, attribute, new_head.to(head.weight.device))
+    return True
+
+
+def _out_features(layer):
+    return getattr(layer, "out_features", "unknown")
+
+
+class GradualUnfreezing(Callback):
+    """Train the head alone, then unfreeze one more layer every ``every`` epochs.
+
+    Parameters
+    ----------
+    every : int
+        Epochs between two unfreezings.
+    """
+
+    def __init__(self, every):
+        self.every = every
+
+    def on_epoch_begin(self, net, **kwargs):
+        """Set ``requires_grad`` for this epoch's trainable layers."""
+        layers = weighted_layers(net.module_)
+        n_trainable = 1 + (len(net.history) - 1) // self.every
+        for depth, (_, layer) in enumerate(reversed(layers)):
+            for weight in layer.parameters():
+                weight.requires_grad_(depth < n_trainable)
+
+    def on_train_end(self, net, **kwargs):
+        """Leave every weight trainable, as the other strategies do."""
+        for weight in net.module_.parameters():
+            weight.requires_grad_(True)
+
+
+class L2SPNet(SupervisedNet):
+    """Supervised net whose loss adds the L2-SP penalty towards source weights.
+
+    Parameters
+    ----------
+    l2sp_strength : float
+        Coefficient of ``0.5 * ||w - w_source||^2`` summed over the weights that
+        have a source value (a re-initialised head has none and is left free).
+    source_weights : dict of str to torch.Tensor
+        The source network's weights, by parameter name.
+    """
+
+    def __init__(self, *args, l2sp_strength=0.01, source_weights=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.l2sp_strength = l2sp_strength
+        self.source_weights = source_weights
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """Supervised loss plus, in training, the pull towards the source."""
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if not training or not self.source_weights:
+            return loss
+        penalty = sum(
+            ((weight - self.source_weights[name].to(weight.device)) ** 2).sum()
+            for name, weight in self.module_.named_parameters()
+            if name in self.source_weights
+            and weight.shape == self.source_weights[name].shape
+        )
+        return loss + 0.5 * self.l2sp_strength * penalty
+
+
+def strategy_settings(strategy, module, lr, l2sp_strength, n_iter_no_change):
+    """Return ``(net_class, extra net kwargs, extra callbacks)`` for a strategy."""
+    if strategy == "finetune":
+        return SupervisedNet, {}, []
+    if strategy == "gradual":
+        every = max(1, n_iter_no_change // 2)
+        return SupervisedNet, {}, [("gradual_unfreezing", GradualUnfreezing(every))]
+    if strategy == "l2sp":
+        source_weights = {
+            name: weight.detach().clone() for name, weight in module.named_parameters()
+        }
+        return (
+            L2SPNet,
+            {
+                "l2sp_strength": l2sp_strength,
+                "source_weights": source_weights,
+                # L2-SP replaces weight decay rather than adding to it.
+                "optimizer__weight_decay": 0.0,
+            },
+            [],
+        )
+    if strategy == "discriminative":
+        layers = weighted_layers(module)
+        groups = [
+            (f"{name}.*", {"lr": lr * _LAYER_LR_DECAY**depth})
+            for depth, (name, _) in enumerate(reversed(layers))
+        ]
+        return SupervisedNet, {"optimizer__param_groups": groups}, []
+    raise ValueError(f"Unknown transfer_strategy {strategy!r}.")
+
+
+class Standardised(nn.Module):
+    """Run a module that expects raw rows on standardised ones.
+
+    The estimator's networks all see standardised inputs; a teacher the user
+    pretrained on raw rows gets them back through this wrapper.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The user's network, fed ``X * scale + mean``.
+    mean, scale : array-like of shape (n_features,)
+        The estimator's input scaler.
+    output_mean, output_scale : float or array-like, default=0.0, 1.0
+        Regression: the estimator's target scaler, applied to the outputs so
+        that they are in the units the other networks learn.
+    """
+
+    def __init__(self, module, mean, scale, output_mean=0.0, output_scale=1.0):
+        super().__init__()
+        self.module = module
+        for name, value in (
+            ("mean", mean),
+            ("scale", scale),
+            ("output_mean", output_mean),
+            ("output_scale", output_scale),
+        ):
+            self.register_buffer(name, torch.as_tensor(value, dtype=torch.float32))
+
+    def forward(self, X):
+        """Undo the input standardisation, apply the module, standardise outputs."""
+        outputs = self.module(X * self.scale + self.mean)
+        return (outputs - self.output_mean) / self.output_scale
+
+
+class LogOf(nn.Module):
+    """Turn a module that outputs probabilities into one that outputs logits.
+
+    skorch's ``NeuralNetClassifier`` trains with ``NLLLoss`` on a module ending
+    in a softmax; distillation needs logits, and ``log(p)`` is one.
+    """
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, X):
+        """Return ``log`` of the wrapped module's probabilities."""
+        return torch.log(self.module(X).clamp_min(1e-12))
+
+
+class BlendedTeacher(nn.Module):
+    """A weighted blend of teachers, itself a teacher.
+
+    Classification blends probabilities and returns their log as logits;
+    regression blends outputs.
+
+    Parameters
+    ----------
+    members : dict of str to torch.nn.Module
+        The blended networks, by candidate name.
+    weights : dict of str to float
+        Their weights, summing to one.
+    classification : bool
+        Whether outputs are logits to blend as probabilities.
+    """
+
+    def __init__(self, members, weights, classification):
+        super().__init__()
+        self.members = nn.ModuleDict(members)
+        for name in members:
+            weight = torch.tensor(float(weights[name]), dtype=torch.float32)
+            self.register_buffer(f"weight_{name}", weight)
+        self.classification = classification
+
+    def forward(self, X):
+        """Return the blended logits (classification) or outputs (regression)."""
+        total = 0.0
+        for name, member in self.members.items():
+            weight = getattr(self, f"weight_{name}")
+            outputs = member(X)
+            total = total + weight * (
+                torch.softmax(outputs, dim=1) if self.classification else outputs
+            )
+        if self.classification:
+            return torch.log(total.clamp_min(1e-12))
+        return total
+
+
+def linear_module(model, n_features, classes=None):
+    """Copy a fitted scikit-learn linear model into an ``nn.Linear``.
+
+    Parameters
+    ----------
+    model : LogisticRegression or Ridge-like estimator
+        Fitted on standardised rows (and, for regression, standardised targets).
+    n_features : int
+        Input width.
+    classes : ndarray of int, default=None
+        Classification: the estimator's encoded classes (``0..n_classes-1``);
+        a class ``model`` never saw gets a logit of -30.
+    """
+    coef = np.atleast_2d(model.coef_)
+    intercept = np.atleast_1d(model.intercept_)
+    if classes is None:
+        weight, bias = coef, intercept
+    else:
+        weight = np.zeros((len(classes), n_features))
+        bias = np.full(len(classes), _UNSEEN_CLASS_LOGIT)
+        if len(model.classes_) == 2 and coef.shape[0] == 1:
+            # Binary logistic regression has one logit; [0, z] is equivalent.
+            bias[model.classes_] = [0.0, intercept[0]]
+            weight[model.classes_[1]] = coef[0]
+        else:
+            weight[model.classes_] = coef
+            bias[model.classes_] = intercept
+    layer = nn.Linear(n_features, weight.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+        layer.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+    return layer
+
+
+def blend_outputs(outputs, weights, classification):
+    """Blend candidate outputs (logits or values) with ``weights``, in numpy."""
+    total = 0.0
+    for name, weight in weights.items():
+        if weight:
+            out = outputs[name]
+            total = total + weight * (_softmax(out) if classification else out)
+    return total
+
+
+def blend_loss(outputs, weights, y, classification):
+    """Log loss (classification, ``y`` encoded) or mean squared error of a blend."""
+    blended = blend_outputs(outputs, weights, classification)
+    if classification:
+        return float(-np.mean(np.log(np.clip(blended[np.arange(len(y)), y], 1e-12, 1))))
+    return float(np.mean((blended - y) ** 2))
+
+
+def choose_weights(outputs, y, classification):
+    """Blend weights with the smallest out-of-fold loss, on a grid of the simplex.
+
+    Returns
+    -------
+    weights : dict of str to float
+    losses : dict of str to float
+        The loss of each candidate alone, and of the chosen blend (``"blend"``).
+    """
+    names = list(outputs)
+    steps = int(round(1 / _WEIGHT_STEP))
+    best, best_loss = None, np.inf
+    for combo in itertools.product(range(steps + 1), repeat=len(names)):
+        if sum(combo) != steps:
+            continue
+        weights = dict(zip(names, np.array(combo) / steps))
+        loss = blend_loss(outputs, weights, y, classification)
+        if loss < best_loss - 1e-12:
+            best, best_loss = weights, loss
+    losses = {
+        name: blend_loss(
+            outputs, {n: float(n == name) for n in names}, y, classification
+        )
+        for name in names
+    }
+    losses["blend"] = best_loss
+    return {name: float(w) for name, w in best.items()}, losses
+
+
+def _softmax(logits):
+    logits = logits - logits.max(axis=1, keepdims=True)
+    proba = np.exp(logits)
+    return proba / proba.sum(axis=1, keepdims=True)
