@@ -57,6 +57,7 @@ from ._training import (
     standardise,
 )
 from ._transfer import (
+    CANDIDATES,
     TRANSFER_STRATEGIES,
     BlendedTeacher,
     LogOf,
@@ -125,7 +126,7 @@ class BaseTransferDistill(BaseEstimator):
         teacher_pretrained="auto",
         teacher_hidden_layer_sizes=(128, 64),
         student_hidden_layer_sizes=(32, 16),
-        transfer_strategy="finetune",
+        transfer_strategy="l2sp",
         l2sp_strength=0.01,
         negative_transfer_guard=True,
         alpha=0.9,
@@ -257,9 +258,10 @@ class BaseTransferDistill(BaseEstimator):
         A copy of the pretrained network is trained on the labelled target
         rows with ``transfer_strategy``. With ``negative_transfer_guard``, the
         teacher is then the blend of the pretrained network, the transferred
-        one and a target-only linear model that predicts held-out labelled
-        target rows best. With no labelled target row the pretrained network
-        is the teacher.
+        one and two target-only models (linear, and the teacher's architecture
+        trained from scratch) that predicts held-out labelled target rows
+        best. With no labelled target row the pretrained network is the
+        teacher.
         """
         rows = domains.labelled_target
         self.transfer_losses_ = None
@@ -277,8 +279,10 @@ class BaseTransferDistill(BaseEstimator):
         candidates = {
             "pretrained": pretrained.module_,
             "transferred": transferred.module_,
-            "target_only": self._target_only_module(X, y),
         }
+        for name in ("target_linear", "target_network"):
+            if weights[name]:
+                candidates[name] = self._fit_target_only(name, X, y, domains.seed + 3)
         return self._choose_teacher(candidates, weights)
 
     def _distil(self, teacher, domains):
@@ -409,23 +413,26 @@ class BaseTransferDistill(BaseEstimator):
         """Blend weights chosen on out-of-fold predictions of the target rows.
 
         Each fold fine-tunes the pretrained network and fits the target-only
-        model on the other folds; the pretrained network never saw a target
+        models on the other folds; the pretrained network never saw a target
         row, so it predicts every row out of fold as it is.
         """
         outputs = {
-            "pretrained": forward_rows(pretrained, X, self.device),
-            "transferred": np.zeros((len(X), self.n_outputs_), dtype=np.float32),
-            "target_only": np.zeros((len(X), self.n_outputs_), dtype=np.float32),
+            name: np.zeros((len(X), self.n_outputs_), np.float32) for name in CANDIDATES
         }
+        outputs["pretrained"] = forward_rows(pretrained, X, self.device)
         for fold, (train, test) in enumerate(self._guard_folds(y, seed)):
-            net = self._fine_tune(
-                pretrained, X[train], y[train], seed + 10 + fold, progress=False
-            )
-            outputs["transferred"][test] = forward_rows(
-                net.module_, X[test], self.device
-            )
-            linear = self._target_only_module(X[train], y[train])
-            outputs["target_only"][test] = forward_rows(linear, X[test], self.device)
+            fold_seed = seed + 10 + fold
+            fitted = {
+                "transferred": self._fine_tune(
+                    pretrained, X[train], y[train], fold_seed, progress=False
+                ).module_,
+                **{
+                    name: self._fit_target_only(name, X[train], y[train], fold_seed)
+                    for name in ("target_linear", "target_network")
+                },
+            }
+            for name, module in fitted.items():
+                outputs[name][test] = forward_rows(module, X[test], self.device)
         return choose_weights(outputs, y, self._is_classifier_task())
 
     def _guard_folds(self, y, seed):
@@ -438,11 +445,36 @@ class BaseTransferDistill(BaseEstimator):
                 )
         return KFold(_GUARD_FOLDS, shuffle=True, random_state=seed).split(y)
 
-    def _target_only_module(self, X, y):
+    def _fit_target_only(self, name, X, y, seed):
+        """Fit the target-only candidate ``name`` on target rows; return its module.
+
+        ``"target_linear"`` is a linear model; ``"target_network"`` the
+        teacher's architecture (the default MLP for a pretrained teacher)
+        trained from a fresh initialisation.
+        """
+        if name == "target_linear":
+            return self._target_linear_module(X, y)
+        spec = None if self._teacher_is_pretrained() else self.teacher
+        module = self._build_module(
+            spec, self.teacher_hidden_layer_sizes, X.shape[1], seed=seed
+        )
+        net = self._make_net(
+            SupervisedNet,
+            module,
+            self._supervised_criterion(),
+            spec,
+            stage="transfer",
+            seed=seed,
+            progress=False,
+        )
+        return self._fit_net(net, X, y, stratify=True).module_
+
+    def _target_linear_module(self, X, y):
         """Fit a linear model on target rows alone; return it as an ``nn.Linear``."""
         n_features = X.shape[1]
         if not self._is_classifier_task():
-            return linear_module(RidgeCV(alphas=_RIDGE_ALPHAS).fit(X, y), n_features)
+            model = RidgeCV(alphas=_RIDGE_ALPHAS).fit(X, y)
+            return linear_module(model, n_features).to(self.device)
         classes = np.arange(self.n_outputs_)
         seen = np.unique(y)
         if len(seen) == 1:
@@ -455,8 +487,7 @@ class BaseTransferDistill(BaseEstimator):
         """Record the transfer weights; return the teacher they make, as a net."""
         weights = weights or {name: 1.0 for name in candidates}
         self.transfer_weights_ = {
-            name: float(weights.get(name, 0.0))
-            for name in ("pretrained", "transferred", "target_only")
+            name: float(weights.get(name, 0.0)) for name in CANDIDATES
         }
         members = {name: candidates[name] for name in candidates if weights.get(name)}
         if len(members) == 1:
@@ -750,7 +781,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
     student_hidden_layer_sizes : tuple of int, default=(32, 16)
         Hidden widths of the default student.
     transfer_strategy : {"finetune", "gradual", "l2sp", "discriminative"}, \
-            default="finetune"
+            default="l2sp"
         How the teacher moves to the labelled target rows: train every weight;
         train the head alone, then unfreeze one layer more every
         ``n_iter_no_change // 2`` epochs; pull weights towards their source
@@ -759,12 +790,13 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
     l2sp_strength : float, default=0.01
         Coefficient of the L2-SP penalty ``0.5 * ||w - w_source||^2``.
     negative_transfer_guard : bool, default=True
-        With at least 10 labelled target rows, weigh three candidate teachers
-        (the source network, the transferred one, a linear model fitted on the
-        target rows alone) by their out-of-fold loss on the labelled target
-        rows (5 folds) and teach with the best blend, so that a source that
-        does not help the target gets no weight. ``False``: the transferred
-        network is the teacher.
+        With at least 10 labelled target rows, weigh four candidate teachers
+        (the source network, the transferred one, and on the target rows alone
+        a linear model and the teacher's architecture trained from scratch)
+        by their out-of-fold loss on the labelled target rows (5 folds) and
+        teach with the best blend, so that a source that does not help the
+        target gets no weight. ``False``: the transferred network is the
+        teacher.
     temperature : float, default=4.0
         Softening temperature ``T`` of the distillation loss; the teacher term
         is scaled by ``T**2``.
@@ -820,7 +852,9 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         a blend of networks (``BlendedTeacher``) when the guard blends.
     transfer_weights_ : dict of str to float
         The teacher's blend weights of ``"pretrained"`` (source network),
-        ``"transferred"`` and ``"target_only"`` (linear model), summing to 1.
+        ``"transferred"``, ``"target_linear"`` (linear model of the target
+        rows) and ``"target_network"`` (network trained on the target rows
+        alone), summing to 1.
     transfer_choice_ : str
         The candidate with all the weight, or ``"blend"``.
     transfer_losses_ : dict of str to float or None
@@ -878,7 +912,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         teacher_pretrained="auto",
         teacher_hidden_layer_sizes=(128, 64),
         student_hidden_layer_sizes=(32, 16),
-        transfer_strategy="finetune",
+        transfer_strategy="l2sp",
         l2sp_strength=0.01,
         negative_transfer_guard=True,
         temperature=4.0,
@@ -1051,7 +1085,7 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
     student_hidden_layer_sizes : tuple of int, default=(32, 16)
         Hidden widths of the default student.
     transfer_strategy : {"finetune", "gradual", "l2sp", "discriminative"}, \
-            default="finetune"
+            default="l2sp"
         How the teacher moves to the labelled target rows: train every weight;
         train the head alone, then unfreeze one layer more every
         ``n_iter_no_change // 2`` epochs; pull weights towards their source
@@ -1060,12 +1094,13 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
     l2sp_strength : float, default=0.01
         Coefficient of the L2-SP penalty ``0.5 * ||w - w_source||^2``.
     negative_transfer_guard : bool, default=True
-        With at least 10 labelled target rows, weigh three candidate teachers
-        (the source network, the transferred one, a ridge model fitted on the
-        target rows alone) by their out-of-fold loss on the labelled target
-        rows (5 folds) and teach with the best blend, so that a source that
-        does not help the target gets no weight. ``False``: the transferred
-        network is the teacher.
+        With at least 10 labelled target rows, weigh four candidate teachers
+        (the source network, the transferred one, and on the target rows alone
+        a ridge model and the teacher's architecture trained from scratch)
+        by their out-of-fold loss on the labelled target rows (5 folds) and
+        teach with the best blend, so that a source that does not help the
+        target gets no weight. ``False``: the transferred network is the
+        teacher.
     alpha : float, default=0.9
         Weight of the teacher term in the distillation loss.
     consistent_teaching : {None, "noise", "mixup"}, default=None
@@ -1107,7 +1142,9 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         The fitted teacher (after transfer), on standardised targets.
     transfer_weights_ : dict of str to float
         The teacher's blend weights of ``"pretrained"`` (source network),
-        ``"transferred"`` and ``"target_only"`` (ridge model), summing to 1.
+        ``"transferred"``, ``"target_linear"`` (ridge model of the target
+        rows) and ``"target_network"`` (network trained on the target rows
+        alone), summing to 1.
     transfer_choice_ : str
         The candidate with all the weight, or ``"blend"``.
     transfer_losses_ : dict of str to float or None

@@ -270,7 +270,7 @@ def _teacher_module(estimator, metadata):
     from ._transfer import BlendedTeacher
 
     def candidate(name):
-        if name == "target_only":
+        if name == "target_linear":
             return nn.Linear(estimator.n_features_in_, estimator.n_outputs_)
         sizes = estimator.teacher_hidden_layer_sizes
         return MLP(estimator.n_features_in_, estimator.n_outputs_, sizes)

@@ -17,10 +17,11 @@ How it does so is a *strategy* (``transfer_strategy``):
     the head (Howard & Ruder, 2018).
 
 The guard then asks, on out-of-fold predictions for the labelled target rows,
-how to weigh three candidate teachers: the source network as it is, the
-transferred network, and a linear model fitted on the target rows alone. The
-teacher is the weighted blend (:class:`BlendedTeacher`), so a source that does
-not help gets no weight.
+how to weigh four candidate teachers: the source network as it is, the
+transferred network, and two models of the target rows alone (linear, and the
+teacher's architecture trained from scratch). The teacher is the weighted
+blend (:class:`BlendedTeacher`), so a source that does not help gets no
+weight.
 """
 
 import itertools
@@ -35,7 +36,7 @@ from ._training import SupervisedNet
 TRANSFER_STRATEGIES = ("finetune", "gradual", "l2sp", "discriminative")
 
 # Members of the blended teacher, in a fixed order.
-CANDIDATES = ("pretrained", "transferred", "target_only")
+CANDIDATES = ("pretrained", "transferred", "target_linear", "target_network")
 
 # Blend weights are searched on this grid over the simplex.
 _WEIGHT_STEP = 0.1

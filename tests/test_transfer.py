@@ -13,6 +13,7 @@ from sktd import TransferDistillClassifier, TransferDistillRegressor
 from sktd._networks import MLP
 from sktd._training import ConsistentDistillationNet, SupervisedNet, TensorBatches
 from sktd._transfer import (
+    CANDIDATES,
     BlendedTeacher,
     choose_weights,
     fit_head,
@@ -116,7 +117,7 @@ def test_every_strategy_transfers_through_the_estimator(
         transfer_strategy=strategy, random_state=0, **fast_params
     ).fit(X, y, X_target=X_target, y_target=y_target)
     assert len(model.history_["transfer"]) > 0
-    assert set(model.transfer_weights_) == {"pretrained", "transferred", "target_only"}
+    assert set(model.transfer_weights_) == set(CANDIDATES)
     assert sum(model.transfer_weights_.values()) == pytest.approx(1.0)
     labelled = y_target != -1
     assert model.score(X_target[labelled], y_target[labelled]) > 0.5
@@ -347,13 +348,12 @@ def test_regressor_guard_reports_its_choice(regression_domains, fast_params):
     model = TransferDistillRegressor(random_state=0, **fast_params).fit(
         X, y, X_target=X_target, y_target=y_target
     )
-    candidates = {"pretrained", "transferred", "target_only"}
-    assert model.transfer_choice_ in candidates | {"blend"}
+    assert model.transfer_choice_ in set(CANDIDATES) | {"blend"}
     chosen = [n for n, w in model.transfer_weights_.items() if w > 0]
     if model.transfer_choice_ != "blend":
         assert chosen == [model.transfer_choice_]
     assert model.transfer_losses_["blend"] <= min(
-        model.transfer_losses_[n] for n in ("pretrained", "transferred", "target_only")
+        model.transfer_losses_[n] for n in CANDIDATES
     )
 
 

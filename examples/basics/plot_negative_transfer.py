@@ -3,11 +3,13 @@ When the source does not help: the negative-transfer guard
 ===========================================================
 
 Transfer assumes the source teaches something about the target. When it does
-not (here, a source whose labels are pure noise), the guard notices on the
-labelled target rows, out of fold, and gives the source network no weight: the
-teacher falls back to a model of the target rows alone, and sktd does not end
-up worse than a target-only model. With a helpful source, the same ``fit``
-keeps the transferred network.
+not (here, a source whose labels are pure noise), fine-tuning its network on a
+few target rows still starts from a network that learnt nothing useful, and
+the student pays for it. The guard weighs, out of fold on the labelled target
+rows, four candidate teachers: the source network, the transferred one, and two
+models of the target rows alone (linear, and the teacher's architecture trained
+from scratch). A source that does not help loses its weight. With a helpful
+source, the same ``fit`` keeps it.
 """
 
 # %%
@@ -31,13 +33,15 @@ sources = {
     "useless source (noise labels)": (X[600:], rng.randint(0, 3, 1000)),
 }
 
-params = dict(learning_rate_init=0.01, batch_size=64, max_iter=30, random_state=0)
 for name, (X_source, y_source) in sources.items():
-    model = TransferDistillClassifier(**params)
-    model.fit(X_source, y_source, X_target=X_target, y_target=y_target)
-    weights = {k: round(v, 1) for k, v in model.transfer_weights_.items()}
-    print(f"{name}: student accuracy {model.score(X_test, y_test):.3f}")
-    print(f"    teacher = {model.transfer_choice_}, weights {weights}")
+    for guard in (True, False):
+        model = TransferDistillClassifier(negative_transfer_guard=guard, random_state=0)
+        model.fit(X_source, y_source, X_target=X_target, y_target=y_target)
+        weights = {k: round(v, 1) for k, v in model.transfer_weights_.items()}
+        print(
+            f"{name}, guard={guard}: student accuracy {model.score(X_test, y_test):.3f}"
+        )
+        print(f"    teacher weights {weights}")
 
 # %%
 # The alternative a user would fit on the 60 labelled target rows alone:
@@ -45,3 +49,11 @@ labelled = y_target != -1
 target_only = make_pipeline(StandardScaler(), LogisticRegression())
 target_only.fit(X_target[labelled], y_target[labelled])
 print(f"logistic regression, target rows only: {target_only.score(X_test, y_test):.3f}")
+
+# %%
+# With the noise source, the guard moves the teacher's weight to the models of
+# the target rows and wins back most of what transfer lost, but with 60
+# labelled rows its out-of-fold choice is itself noisy: the student ends a few
+# points below the target-only logistic regression (see ``transfer_losses_``
+# for the out-of-fold losses it compared). The guard bounds the damage of a bad
+# source; it does not make a useless source useful.
