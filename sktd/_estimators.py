@@ -62,6 +62,7 @@ from ._transfer import (
     BlendedTeacher,
     LogOf,
     Standardised,
+    bag,
     choose_weights,
     fit_head,
     linear_module,
@@ -258,10 +259,10 @@ class BaseTransferDistill(BaseEstimator):
         A copy of the pretrained network is trained on the labelled target
         rows with ``transfer_strategy``. With ``negative_transfer_guard``, the
         teacher is then the blend of the pretrained network, the transferred
-        one and two target-only models (linear, and the teacher's architecture
-        trained from scratch) that predicts held-out labelled target rows
-        best. With no labelled target row the pretrained network is the
-        teacher.
+        one and two target-only models (linear, and a bag of the teacher's
+        architecture trained from scratch on the guard's folds) that predicts
+        held-out labelled target rows best. With no labelled target row the
+        pretrained network is the teacher.
         """
         rows = domains.labelled_target
         self.transfer_losses_ = None
@@ -273,16 +274,19 @@ class BaseTransferDistill(BaseEstimator):
         self.history_["transfer"] = transferred.history
         if not self.negative_transfer_guard or rows.sum() < _GUARD_MIN_ROWS:
             return self._choose_teacher({"transferred": transferred.module_})
-        weights, self.transfer_losses_ = self._weigh_candidates(
+        weights, self.transfer_losses_, fold_networks = self._weigh_candidates(
             pretrained.module_, X, y, domains.seed
         )
         candidates = {
             "pretrained": pretrained.module_,
             "transferred": transferred.module_,
+            # Networks trained on a few target rows vary a lot from one
+            # initialisation and subset to the next: their bag, the guard's
+            # fold networks averaged, is steadier than one refit on all rows.
+            "target_network": bag(fold_networks, self._is_classifier_task()),
         }
-        for name in ("target_linear", "target_network"):
-            if weights[name]:
-                candidates[name] = self._fit_target_only(name, X, y, domains.seed + 3)
+        if weights["target_linear"]:
+            candidates["target_linear"] = self._target_linear_module(X, y)
         return self._choose_teacher(candidates, weights)
 
     def _distil(self, teacher, domains):
@@ -414,12 +418,14 @@ class BaseTransferDistill(BaseEstimator):
 
         Each fold fine-tunes the pretrained network and fits the target-only
         models on the other folds; the pretrained network never saw a target
-        row, so it predicts every row out of fold as it is.
+        row, so it predicts every row out of fold as it is. Returns the
+        weights, the out-of-fold losses and the folds' target-only networks.
         """
         outputs = {
             name: np.zeros((len(X), self.n_outputs_), np.float32) for name in CANDIDATES
         }
         outputs["pretrained"] = forward_rows(pretrained, X, self.device)
+        fold_networks = []
         for fold, (train, test) in enumerate(self._guard_folds(y, seed)):
             fold_seed = seed + 10 + fold
             fitted = {
@@ -433,7 +439,9 @@ class BaseTransferDistill(BaseEstimator):
             }
             for name, module in fitted.items():
                 outputs[name][test] = forward_rows(module, X[test], self.device)
-        return choose_weights(outputs, y, self._is_classifier_task())
+            fold_networks.append(fitted["target_network"])
+        weights, losses = choose_weights(outputs, y, self._is_classifier_task())
+        return weights, losses, fold_networks
 
     def _guard_folds(self, y, seed):
         if self._is_classifier_task():
@@ -792,11 +800,11 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
     negative_transfer_guard : bool, default=True
         With at least 10 labelled target rows, weigh four candidate teachers
         (the source network, the transferred one, and on the target rows alone
-        a linear model and the teacher's architecture trained from scratch)
-        by their out-of-fold loss on the labelled target rows (5 folds) and
-        teach with the best blend, so that a source that does not help the
-        target gets no weight. ``False``: the transferred network is the
-        teacher.
+        a linear model and a bag of the teacher's architecture trained from
+        scratch on the folds) by their out-of-fold loss on the labelled target
+        rows (5 folds) and teach with the best blend, so that a source that
+        does not help the target gets no weight. ``False``: the transferred
+        network is the teacher.
     temperature : float, default=4.0
         Softening temperature ``T`` of the distillation loss; the teacher term
         is scaled by ``T**2``.
@@ -853,8 +861,8 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
     transfer_weights_ : dict of str to float
         The teacher's blend weights of ``"pretrained"`` (source network),
         ``"transferred"``, ``"target_linear"`` (linear model of the target
-        rows) and ``"target_network"`` (network trained on the target rows
-        alone), summing to 1.
+        rows) and ``"target_network"`` (bag of networks trained on folds of
+        the target rows alone), summing to 1.
     transfer_choice_ : str
         The candidate with all the weight, or ``"blend"``.
     transfer_losses_ : dict of str to float or None
@@ -1096,11 +1104,11 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
     negative_transfer_guard : bool, default=True
         With at least 10 labelled target rows, weigh four candidate teachers
         (the source network, the transferred one, and on the target rows alone
-        a ridge model and the teacher's architecture trained from scratch)
-        by their out-of-fold loss on the labelled target rows (5 folds) and
-        teach with the best blend, so that a source that does not help the
-        target gets no weight. ``False``: the transferred network is the
-        teacher.
+        a ridge model and a bag of the teacher's architecture trained from
+        scratch on the folds) by their out-of-fold loss on the labelled target
+        rows (5 folds) and teach with the best blend, so that a source that
+        does not help the target gets no weight. ``False``: the transferred
+        network is the teacher.
     alpha : float, default=0.9
         Weight of the teacher term in the distillation loss.
     consistent_teaching : {None, "noise", "mixup"}, default=None
@@ -1143,8 +1151,8 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
     transfer_weights_ : dict of str to float
         The teacher's blend weights of ``"pretrained"`` (source network),
         ``"transferred"``, ``"target_linear"`` (ridge model of the target
-        rows) and ``"target_network"`` (network trained on the target rows
-        alone), summing to 1.
+        rows) and ``"target_network"`` (bag of networks trained on folds of
+        the target rows alone), summing to 1.
     transfer_choice_ : str
         The candidate with all the weight, or ``"blend"``.
     transfer_losses_ : dict of str to float or None

@@ -110,6 +110,7 @@ def save(estimator, path):
         "transfer_choice": estimator.transfer_choice_,
         "transfer_weights": estimator.transfer_weights_,
         "transfer_losses": estimator.transfer_losses_,
+        "target_network_bag_size": _bag_size(estimator),
     }
     header = json.dumps(metadata, sort_keys=True)
     save_file(
@@ -187,6 +188,7 @@ def load(path):
     metadata.setdefault("transfer_choice", "transferred")
     metadata.setdefault("transfer_weights", {"transferred": 1.0})
     metadata.setdefault("transfer_losses", None)
+    metadata.setdefault("target_network_bag_size", 0)
     estimator.transfer_choice_ = metadata["transfer_choice"]
     estimator.transfer_weights_ = metadata["transfer_weights"]
     estimator.transfer_losses_ = metadata["transfer_losses"]
@@ -267,21 +269,37 @@ class _ExportedStudent(nn.Module):
 
 def _teacher_module(estimator, metadata):
     """Rebuild the teacher's architecture: one candidate, or their blend."""
-    from ._transfer import BlendedTeacher
+    from ._transfer import BlendedTeacher, bag
+
+    classification = metadata["classes"] is not None
+
+    def network():
+        sizes = estimator.teacher_hidden_layer_sizes
+        return MLP(estimator.n_features_in_, estimator.n_outputs_, sizes)
 
     def candidate(name):
         if name == "target_linear":
             return nn.Linear(estimator.n_features_in_, estimator.n_outputs_)
-        sizes = estimator.teacher_hidden_layer_sizes
-        return MLP(estimator.n_features_in_, estimator.n_outputs_, sizes)
+        if name == "target_network":
+            n_networks = metadata["target_network_bag_size"]
+            return bag([network() for _ in range(n_networks)], classification)
+        return network()
 
     choice, weights = metadata["transfer_choice"], metadata["transfer_weights"]
     if choice != "blend":
         return candidate(choice)
     members = {name: candidate(name) for name, weight in weights.items() if weight}
-    return BlendedTeacher(
-        members, weights, classification=metadata["classes"] is not None
-    )
+    return BlendedTeacher(members, weights, classification=classification)
+
+
+def _bag_size(estimator):
+    """Return how many fold networks the teacher's target-only bag holds (0: none)."""
+    if not estimator.transfer_weights_.get("target_network"):
+        return 0
+    teacher = estimator.teacher_.module_
+    if estimator.transfer_choice_ == "blend":
+        teacher = teacher.members["target_network"]
+    return len(teacher.members)
 
 
 def _fitted_net(estimator, name, module):

@@ -18,10 +18,10 @@ How it does so is a *strategy* (``transfer_strategy``):
 
 The guard then asks, on out-of-fold predictions for the labelled target rows,
 how to weigh four candidate teachers: the source network as it is, the
-transferred network, and two models of the target rows alone (linear, and the
-teacher's architecture trained from scratch). The teacher is the weighted
-blend (:class:`BlendedTeacher`), so a source that does not help gets no
-weight.
+transferred network, and two models of the target rows alone (linear, and a
+bag of the teacher's architecture trained from scratch on the guard's folds).
+The teacher is the weighted blend (:class:`BlendedTeacher`), so a source that
+does not help gets no weight.
 """
 
 import itertools
@@ -245,7 +245,9 @@ class BlendedTeacher(nn.Module):
 
     def __init__(self, members, weights, classification):
         super().__init__()
-        self.members = nn.ModuleDict(members)
+        # Summed in name order, so a blend rebuilt from a file (whose members
+        # may come in another order) adds its floats in the same order.
+        self.members = nn.ModuleDict(sorted(members.items()))
         for name in members:
             weight = torch.tensor(float(weights[name]), dtype=torch.float32)
             self.register_buffer(f"weight_{name}", weight)
@@ -263,6 +265,13 @@ class BlendedTeacher(nn.Module):
         if self.classification:
             return torch.log(total.clamp_min(1e-12))
         return total
+
+
+def bag(networks, classification):
+    """Average ``networks`` with equal weights (bagging), as one teacher."""
+    members = {f"fold{i}": network for i, network in enumerate(networks)}
+    weights = dict.fromkeys(members, 1.0 / len(members))
+    return BlendedTeacher(members, weights, classification)
 
 
 def linear_module(model, n_features, classes=None):

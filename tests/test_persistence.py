@@ -65,6 +65,54 @@ def test_round_trip_predicts_identically_without_pickle(fitted, tmp_path, monkey
     assert report["student"]["score"] == 1.0
 
 
+@pytest.mark.parametrize(
+    "forced",
+    [
+        {"target_network": 1.0},
+        {"transferred": 0.5, "target_linear": 0.2, "target_network": 0.3},
+    ],
+)
+@pytest.mark.parametrize("cls", [TransferDistillClassifier, TransferDistillRegressor])
+def test_round_trip_of_every_teacher_the_guard_builds(
+    cls,
+    forced,
+    classification_domains,
+    regression_domains,
+    fast_params,
+    tmp_path,
+    monkeypatch,
+):
+    import sktd._estimators
+
+    def choose(outputs, y, classification):
+        weights = {name: forced.get(name, 0.0) for name in outputs}
+        return weights, {name: 0.0 for name in [*outputs, "blend"]}
+
+    monkeypatch.setattr(sktd._estimators, "choose_weights", choose)
+    domains = (
+        classification_domains
+        if cls is TransferDistillClassifier
+        else regression_domains
+    )
+    X, y, X_target, y_target = domains
+    model = cls(random_state=0, **fast_params).fit(
+        X, y, X_target=X_target, y_target=y_target
+    )
+    monkeypatch.undo()
+    assert model.transfer_weights_["target_network"] == forced["target_network"]
+    path = tmp_path / "model.safetensors"
+    save(model, path)
+    restored = load(path)
+    assert restored.transfer_choice_ == model.transfer_choice_
+    rows = torch.randn(16, X.shape[1], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        teacher_outputs = [m.teacher_.module_(rows).numpy() for m in (model, restored)]
+    np.testing.assert_array_equal(*teacher_outputs)
+    np.testing.assert_array_equal(
+        _outputs(restored, X_target), _outputs(model, X_target)
+    )
+
+
 def test_tampered_file_is_refused(fitted, tmp_path):
     model, _ = fitted
     path = tmp_path / "model.safetensors"
