@@ -198,6 +198,7 @@ class BaseTransferDistill(BaseEstimator):
         """
         previous_state = self.__dict__.copy()
         try:
+            self._check_device()
             domains = self._validate_domains(X, y, X_target, y_target, sample_domain)
             domains.seed = check_random_state(self.random_state).randint(2**31 - 1)
             self.history_ = {}
@@ -213,6 +214,26 @@ class BaseTransferDistill(BaseEstimator):
             raise
         self.n_iter_ = len(self.student_.history)
         return self
+
+    def _check_device(self):
+        """Refuse a ``device`` torch cannot parse or this machine does not have."""
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError) as error:
+            raise ValueError(
+                f"device={self.device!r} is not a torch device; use 'cpu', "
+                "'cuda', 'cuda:1', 'mps', ..."
+            ) from error
+        available = {
+            "cuda": torch.cuda.is_available,
+            "mps": torch.backends.mps.is_available,
+        }
+        if device.type in available and not available[device.type]():
+            raise ValueError(
+                f"device={self.device!r}, but this machine or torch build has no "
+                f"{device.type} device (torch.{'backends.' * (device.type == 'mps')}"
+                f"{device.type}.is_available() is False); use device='cpu'."
+            )
 
     def _pretrain(self, domains):
         """Stage 1: train the teacher on the labelled source rows.

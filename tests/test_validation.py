@@ -48,6 +48,12 @@ def reg():
 # per entry, in the form "| bad input | ErrorType | fragment |".
 BAD_INPUTS = [
     (
+        "device that is not a torch device",
+        lambda: clf().set_params(device="gpu").fit(X, y),
+        ValueError,
+        "device='gpu' is not a torch device",
+    ),
+    (
         "NaN in X",
         lambda: clf().fit(_with(X, 0, np.nan), y, Xt, yt),
         ValueError,
@@ -291,6 +297,14 @@ def test_docs_table_lists_every_bad_input():
     for name, _, error, fragment in BAD_INPUTS:
         row = f"| {name} | ``{error.__name__}`` | {fragment} |"
         assert row.replace(" ", "") in text.replace(" ", ""), row
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_device_without_cuda_is_refused_before_training():
+    model = clf().set_params(device="cuda")
+    with pytest.raises(ValueError, match=r"device='cuda', but this machine"):
+        model.fit(X, y)
+    assert not hasattr(model, "student_")
 
 
 # ------------------------------------------------------------ cases that work
