@@ -4,7 +4,7 @@ Each builder returns a dict with ``X_source``, ``y_source``, ``X_target``,
 ``y_target`` (``-1`` / ``NaN`` on unlabelled rows), ``X_test``, ``y_test`` and
 ``kind`` (``"classification"`` or ``"regression"``). The shifts follow the
 families of skada's ``make_shifted_datasets`` (covariate, target, conditional,
-subspace), which builds the 2-feature tasks (``pip install skada``).
+subspace), which builds the 2-feature tasks (``pip install -e ".[bench]"``).
 """
 
 import numpy as np
