@@ -224,15 +224,20 @@ class BaseTransferDistill(BaseEstimator):
                 f"device={self.device!r} is not a torch device; use 'cpu', "
                 "'cuda', 'cuda:1', 'mps', ..."
             ) from error
-        available = {
-            "cuda": torch.cuda.is_available,
-            "mps": torch.backends.mps.is_available,
+        availability = {
+            "cuda": ("torch.cuda.is_available()", torch.cuda.is_available),
+            "mps": (
+                "torch.backends.mps.is_available()",
+                torch.backends.mps.is_available,
+            ),
         }
-        if device.type in available and not available[device.type]():
+        if device.type not in availability:
+            return
+        check, is_available = availability[device.type]
+        if not is_available():
             raise ValueError(
                 f"device={self.device!r}, but this machine or torch build has no "
-                f"{device.type} device (torch.{'backends.' * (device.type == 'mps')}"
-                f"{device.type}.is_available() is False); use device='cpu'."
+                f"{device.type} device ({check} is False); use device='cpu'."
             )
 
     def _pretrain(self, domains):
@@ -453,10 +458,10 @@ class BaseTransferDistill(BaseEstimator):
                 "transferred": self._fine_tune(
                     pretrained, X[train], y[train], fold_seed, progress=False
                 ).module_,
-                **{
-                    name: self._fit_target_only(name, X[train], y[train], fold_seed)
-                    for name in ("target_linear", "target_network")
-                },
+                "target_linear": self._target_linear_module(X[train], y[train]),
+                "target_network": self._fit_target_network(
+                    X[train], y[train], fold_seed
+                ),
             }
             for name, module in fitted.items():
                 outputs[name][test] = forward_rows(module, X[test], self.device)
@@ -474,15 +479,13 @@ class BaseTransferDistill(BaseEstimator):
                 )
         return KFold(_GUARD_FOLDS, shuffle=True, random_state=seed).split(y)
 
-    def _fit_target_only(self, name, X, y, seed):
-        """Fit the target-only candidate ``name`` on target rows; return its module.
+    def _fit_target_network(self, X, y, seed):
+        """Train the teacher's architecture on target rows alone; return its module.
 
-        ``"target_linear"`` is a linear model; ``"target_network"`` the
-        teacher's architecture (the default MLP for a pretrained teacher)
-        trained from a fresh initialisation.
+        The default MLP stands in for a pretrained teacher, whose architecture
+        cannot be re-initialised; the network starts from a fresh
+        initialisation.
         """
-        if name == "target_linear":
-            return self._target_linear_module(X, y)
         spec = None if self._teacher_is_pretrained() else self.teacher
         module = self._build_module(
             spec, self.teacher_hidden_layer_sizes, X.shape[1], seed=seed
