@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_transfer.py           # full suite, writes the docs
+    python benchmarks/bench_transfer.py           # 6 seeds (~20 min), writes the docs
     python benchmarks/bench_transfer.py --quick   # one seed, not written
     python benchmarks/bench_transfer.py --set learning_rate_init=0.003  # explore
 
@@ -106,7 +106,7 @@ def run_task(builder, seed, params):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--only", default="", help="run tasks whose name has this")
     parser.add_argument(
         "--set",

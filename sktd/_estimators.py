@@ -82,6 +82,13 @@ _GUARD_FOLDS = 5
 # Ridge penalties the target-only regression candidate chooses from.
 _RIDGE_ALPHAS = np.logspace(-3, 3, 13)
 
+# Rehearsal: at most this many source rows are replayed among the labelled
+# target rows, each target row repeated until the target rows weigh as much as
+# the source sample, but at most this many times; for at most this many epochs.
+_REHEARSAL_SOURCE_ROWS = 5000
+_REHEARSAL_MAX_REPEATS = 10
+_REHEARSAL_EPOCHS = 20
+
 
 class BaseTransferDistill(BaseEstimator):
     """Shared machinery of the classifier and the regressor.
@@ -284,11 +291,12 @@ class BaseTransferDistill(BaseEstimator):
 
         A copy of the pretrained network is trained on the labelled target
         rows with ``transfer_strategy``. With ``negative_transfer_guard``, the
-        teacher is then the blend of the pretrained network, the transferred
-        one and two target-only models (linear, and a bag of the teacher's
-        architecture trained from scratch on the guard's folds) that predicts
-        held-out labelled target rows best. With no labelled target row the
-        pretrained network is the teacher.
+        teacher is then the blend of five candidates that predicts held-out
+        labelled target rows best: the pretrained network, the transferred
+        one, the pretrained network fine-tuned on the target rows rehearsed
+        among source rows, and two target-only models (linear, and a bag of
+        the teacher's architecture trained from scratch on the guard's folds).
+        With no labelled target row the pretrained network is the teacher.
         """
         rows = domains.labelled_target
         self.transfer_losses_ = None
@@ -300,8 +308,9 @@ class BaseTransferDistill(BaseEstimator):
         self.history_["transfer"] = transferred.history
         if not self.negative_transfer_guard or rows.sum() < _GUARD_MIN_ROWS:
             return self._choose_teacher({"transferred": transferred.module_})
+        source = _rows(domains.X, domains.source), _rows(domains.y, domains.source)
         weights, self.transfer_losses_, fold_networks = self._weigh_candidates(
-            pretrained.module_, X, y, domains.seed
+            pretrained.module_, X, y, source, domains.seed
         )
         candidates = {
             "pretrained": pretrained.module_,
@@ -311,6 +320,10 @@ class BaseTransferDistill(BaseEstimator):
             # fold networks averaged, is steadier than one refit on all rows.
             "target_network": bag(fold_networks, self._is_classifier_task()),
         }
+        if weights["rehearsed"]:
+            candidates["rehearsed"] = self._rehearse(
+                pretrained.module_, source, X, y, domains.seed + 4
+            ).module_
         if weights["target_linear"]:
             candidates["target_linear"] = self._target_linear_module(X, y)
         return self._choose_teacher(candidates, weights)
@@ -439,13 +452,39 @@ class BaseTransferDistill(BaseEstimator):
         )
         return self._fit_net(net, X, y, stratify=True)
 
-    def _weigh_candidates(self, pretrained, X, y, seed):
+    def _rehearse(self, module, source, X, y, seed):
+        """Fine-tune a copy of ``module`` on target rows rehearsed among source rows.
+
+        Fine-tuning on a few target rows alone forgets what the source taught
+        about the inputs those rows do not cover; replaying source rows with
+        them keeps it (rehearsal, Robins 1995), as a model trained on both
+        would, at the cost of a few epochs. The target rows are repeated so
+        that they weigh about as much as the source sample.
+        """
+        X_source, y_source = source
+        rng = np.random.default_rng(seed)
+        n_source = min(len(X_source), _REHEARSAL_SOURCE_ROWS)
+        replayed = np.sort(rng.choice(len(X_source), n_source, replace=False))
+        repeats = int(np.clip(n_source // len(X), 1, _REHEARSAL_MAX_REPEATS))
+        X = np.concatenate([X_source[replayed], *[X] * repeats])
+        y = np.concatenate([y_source[replayed], *[y] * repeats])
+        module = copy.deepcopy(module)
+        module.train()
+        spec = self.teacher
+        max_epochs = spec.max_epochs if isinstance(spec, NeuralNet) else self.max_iter
+        net = self._quiet_transfer_net(
+            module, spec, seed, max_epochs=min(max_epochs, _REHEARSAL_EPOCHS)
+        )
+        return self._fit_net(net, X, y, stratify=True)
+
+    def _weigh_candidates(self, pretrained, X, y, source, seed):
         """Blend weights chosen on out-of-fold predictions of the target rows.
 
-        Each fold fine-tunes the pretrained network and fits the target-only
-        models on the other folds; the pretrained network never saw a target
-        row, so it predicts every row out of fold as it is. Returns the
-        weights, the out-of-fold losses and the folds' target-only networks.
+        Each fold fine-tunes the pretrained network (alone and rehearsed
+        among ``source`` rows) and fits the target-only models on the other
+        folds; the pretrained network never saw a target row, so it predicts
+        every row out of fold as it is. Returns the weights, the out-of-fold
+        losses and the folds' target-only networks.
         """
         outputs = {
             name: np.zeros((len(X), self.n_outputs_), np.float32) for name in CANDIDATES
@@ -459,6 +498,9 @@ class BaseTransferDistill(BaseEstimator):
                     pretrained, X[train], y[train], fold_seed, progress=False
                 ).module_,
                 "target_linear": self._target_linear_module(X[train], y[train]),
+                "rehearsed": self._rehearse(
+                    pretrained, source, X[train], y[train], fold_seed
+                ).module_,
                 "target_network": self._fit_target_network(
                     X[train], y[train], fold_seed
                 ),
@@ -466,7 +508,9 @@ class BaseTransferDistill(BaseEstimator):
             for name, module in fitted.items():
                 outputs[name][test] = forward_rows(module, X[test], self.device)
             fold_networks.append(fitted["target_network"])
-        weights, losses = choose_weights(outputs, y, self._is_classifier_task())
+        weights, losses = choose_weights(
+            outputs, y, self._is_classifier_task(), seed=seed
+        )
         return weights, losses, fold_networks
 
     def _guard_folds(self, y, seed):
@@ -490,7 +534,16 @@ class BaseTransferDistill(BaseEstimator):
         module = self._build_module(
             spec, self.teacher_hidden_layer_sizes, X.shape[1], seed=seed
         )
-        net = self._make_net(
+        net = self._quiet_transfer_net(module, spec, seed)
+        return self._fit_net(net, X, y, stratify=True).module_
+
+    def _quiet_transfer_net(self, module, spec, seed, **extra):
+        """Build a supervised net of the transfer stage that prints no progress line.
+
+        The stage's one line is the transferred network's; the guard's other
+        fits are part of the stage.
+        """
+        return self._make_net(
             SupervisedNet,
             module,
             self._supervised_criterion(),
@@ -498,8 +551,8 @@ class BaseTransferDistill(BaseEstimator):
             stage="transfer",
             seed=seed,
             progress=False,
+            **extra,
         )
-        return self._fit_net(net, X, y, stratify=True).module_
 
     def _target_linear_module(self, X, y):
         """Fit a linear model on target rows alone; return it as an ``nn.Linear``."""
@@ -884,9 +937,10 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         a blend of networks (``BlendedTeacher``) when the guard blends.
     transfer_weights_ : dict of str to float
         The teacher's blend weights of ``"pretrained"`` (source network),
-        ``"transferred"``, ``"target_linear"`` (linear model of the target
-        rows) and ``"target_network"`` (bag of networks trained on folds of
-        the target rows alone), summing to 1.
+        ``"transferred"``, ``"rehearsed"`` (fine-tuned on the target rows
+        replayed among source rows), ``"target_linear"`` (linear model of the
+        target rows) and ``"target_network"`` (bag of networks trained on
+        folds of the target rows alone), summing to 1.
     transfer_choice_ : str
         The candidate with all the weight, or ``"blend"``.
     transfer_losses_ : dict of str to float or None
@@ -1174,9 +1228,10 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         The fitted teacher (after transfer), on standardised targets.
     transfer_weights_ : dict of str to float
         The teacher's blend weights of ``"pretrained"`` (source network),
-        ``"transferred"``, ``"target_linear"`` (ridge model of the target
-        rows) and ``"target_network"`` (bag of networks trained on folds of
-        the target rows alone), summing to 1.
+        ``"transferred"``, ``"rehearsed"`` (fine-tuned on the target rows
+        replayed among source rows), ``"target_linear"`` (ridge model of the
+        target rows) and ``"target_network"`` (bag of networks trained on
+        folds of the target rows alone), summing to 1.
     transfer_choice_ : str
         The candidate with all the weight, or ``"blend"``.
     transfer_losses_ : dict of str to float or None

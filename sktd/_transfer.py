@@ -17,11 +17,15 @@ How it does so is a *strategy* (``transfer_strategy``):
     the head (Howard & Ruder, 2018).
 
 The guard then asks, on out-of-fold predictions for the labelled target rows,
-how to weigh four candidate teachers: the source network as it is, the
-transferred network, and two models of the target rows alone (linear, and a
-bag of the teacher's architecture trained from scratch on the guard's folds).
-The teacher is the weighted blend (:class:`BlendedTeacher`), so a source that
-does not help gets no weight.
+how to weigh five candidate teachers: the source network as it is, the
+transferred network, the source network fine-tuned on the target rows
+rehearsed among source rows, and two models of the target rows alone (linear,
+and a bag of the teacher's architecture trained from scratch on the guard's
+folds). The teacher is the weighted blend (:class:`BlendedTeacher`), so a source
+that does not help gets no weight. The weights are those of the best blend on
+the out-of-fold predictions, averaged over bootstrap resamples of the rows
+(Breiman, 1996): a few dozen rows cannot tell close candidates apart, and the
+average hedges where a single choice would gamble.
 """
 
 import itertools
@@ -36,10 +40,20 @@ from ._training import SupervisedNet
 TRANSFER_STRATEGIES = ("finetune", "gradual", "l2sp", "discriminative")
 
 # Members of the blended teacher, in a fixed order.
-CANDIDATES = ("pretrained", "transferred", "target_linear", "target_network")
+CANDIDATES = (
+    "pretrained",
+    "transferred",
+    "rehearsed",
+    "target_linear",
+    "target_network",
+)
 
-# Blend weights are searched on this grid over the simplex.
+# Blend weights are searched on this grid over the simplex ...
 _WEIGHT_STEP = 0.1
+# ... once per bootstrap resample of the out-of-fold rows.
+_BOOTSTRAPS = 50
+# Rows per chunk when scoring every grid blend, bounding memory.
+_CHUNK_ROWS = 1024
 
 # Learning-rate factor between a layer and the one above it ("discriminative").
 _LAYER_LR_DECAY = 0.5
@@ -326,33 +340,76 @@ def blend_loss(outputs, weights, y, classification):
     return float(np.mean((blended - y) ** 2))
 
 
-def choose_weights(outputs, y, classification):
-    """Blend weights with the smallest out-of-fold loss, on a grid of the simplex.
+def simplex_grid(n_candidates, step=_WEIGHT_STEP):
+    """Every weight vector on the ``step`` grid of the simplex, in a fixed order."""
+    steps = int(round(1 / step))
+    combos = [
+        combo
+        for combo in itertools.product(range(steps + 1), repeat=n_candidates)
+        if sum(combo) == steps
+    ]
+    return np.array(combos, dtype=np.float64) / steps
+
+
+def choose_weights(outputs, y, classification, n_bootstraps=_BOOTSTRAPS, seed=0):
+    """Blend weights from out-of-fold outputs: bootstrap-averaged best blends.
+
+    For each of ``n_bootstraps`` resamples of the rows, the blend on the
+    simplex grid with the smallest loss is found; the weights are the mean of
+    those blends. ``n_bootstraps=0`` takes the best blend on the rows as they
+    are.
 
     Returns
     -------
     weights : dict of str to float
+        Summing to one.
     losses : dict of str to float
-        The loss of each candidate alone, and of the chosen blend (``"blend"``).
+        The out-of-fold loss of each candidate alone and of the chosen
+        ``"blend"``.
     """
     names = list(outputs)
-    steps = int(round(1 / _WEIGHT_STEP))
-    best, best_loss = None, np.inf
-    for combo in itertools.product(range(steps + 1), repeat=len(names)):
-        if sum(combo) != steps:
-            continue
-        weights = dict(zip(names, np.array(combo) / steps))
-        loss = blend_loss(outputs, weights, y, classification)
-        if loss < best_loss - 1e-12:
-            best, best_loss = weights, loss
+    grid = simplex_grid(len(names))
+    y = np.asarray(y)
+    n_rows = len(y)
+    rng = np.random.default_rng(seed)
+    # Each resample as row counts: its loss for every blend is one product.
+    counts = np.vstack(
+        [np.ones(n_rows)]
+        + [
+            np.bincount(rng.integers(0, n_rows, n_rows), minlength=n_rows)
+            for _ in range(n_bootstraps)
+        ]
+    )
+    totals = np.zeros((len(grid), len(counts)))
+    for start in range(0, n_rows, _CHUNK_ROWS):
+        rows = slice(start, start + _CHUNK_ROWS)
+        chunk = {name: outputs[name][rows] for name in names}
+        totals += _row_losses(chunk, names, grid, y[rows], classification) @ (
+            counts[:, rows].T
+        )
+    best = totals.argmin(axis=0)
+    chosen = grid[best[1:]].mean(axis=0) if n_bootstraps else grid[best[0]]
+    weights = {name: float(w) for name, w in zip(names, chosen)}
     losses = {
         name: blend_loss(
             outputs, {n: float(n == name) for n in names}, y, classification
         )
         for name in names
     }
-    losses["blend"] = best_loss
-    return {name: float(w) for name, w in best.items()}, losses
+    losses["blend"] = blend_loss(outputs, weights, y, classification)
+    return weights, losses
+
+
+def _row_losses(outputs, names, grid, y, classification):
+    """Per-row loss of every grid blend: an array (n_blends, n_rows)."""
+    if classification:
+        rows = np.arange(len(y))
+        # Only the true class's blended probability enters the log loss.
+        true_proba = np.stack([_softmax(outputs[n])[rows, y] for n in names])
+        return -np.log(np.clip(grid @ true_proba, 1e-12, 1))
+    stacked = np.stack([outputs[n] for n in names])  # (candidates, rows, outputs)
+    blended = np.einsum("gc,cro->gro", grid, stacked)
+    return ((blended - y) ** 2).mean(axis=2)
 
 
 def _softmax(logits):

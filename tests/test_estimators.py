@@ -110,14 +110,24 @@ def test_unlabelled_rows_reach_distillation_only(task, fast_params, monkeypatch)
     cls(random_state=0, **fast_params).fit(X, y, X_target=X_target, y_target=y_target)
 
     n_labelled_target = 20
-    # Pretraining and transfer, then per guard fold two fits on the other
-    # folds' labelled target rows (fine-tune, target-only network); the
-    # target-only network is the bag of its fold fits, never refitted.
+    # Pretraining and transfer, then per guard fold three fits on the other
+    # folds' labelled target rows: fine-tune, rehearsal (the rows repeated
+    # among the source rows) and target-only network; the target-only network
+    # is the bag of its fold fits, never refitted; a rehearsed teacher is.
     sizes = [len(labels) for labels in supervised]
     assert sizes[:2] == [len(X), n_labelled_target]
-    n_folds = (len(sizes) - 2) // 2
-    assert n_folds >= 2 and len(sizes) == 2 + 2 * n_folds
-    assert sum(sizes[2:]) == 2 * (n_folds - 1) * n_labelled_target
+
+    def rehearsal_size(n_target_rows):
+        return len(X) + min(10, len(X) // n_target_rows) * n_target_rows
+
+    n_folds = (len(sizes) - 2) // 3
+    folds = np.reshape(sizes[2 : 2 + 3 * n_folds], (n_folds, 3))
+    assert n_folds >= 2
+    for train_size, rehearsal, network in folds:
+        assert network == train_size
+        assert rehearsal == rehearsal_size(train_size)
+    assert folds[:, 0].sum() == (n_folds - 1) * n_labelled_target
+    assert sizes[2 + 3 * n_folds :] in ([], [rehearsal_size(n_labelled_target)])
     for labels in supervised:
         assert np.all(np.isfinite(labels)) and not np.any(labels == -1)
     (transfer_set,) = distilled

@@ -8,6 +8,7 @@ from torch import nn
 
 import sktd
 from sktd import TransferDistillClassifier, TransferDistillRegressor, load, save
+from sktd._transfer import CANDIDATES
 
 
 @pytest.fixture(params=["classifier", "regressor", "strings", "dataframe"])
@@ -69,7 +70,13 @@ def test_round_trip_predicts_identically_without_pickle(fitted, tmp_path, monkey
     "forced",
     [
         {"target_network": 1.0},
-        {"transferred": 0.5, "target_linear": 0.2, "target_network": 0.3},
+        {"rehearsed": 1.0},
+        {
+            "transferred": 0.4,
+            "rehearsed": 0.1,
+            "target_linear": 0.2,
+            "target_network": 0.3,
+        },
     ],
 )
 @pytest.mark.parametrize("cls", [TransferDistillClassifier, TransferDistillRegressor])
@@ -84,7 +91,7 @@ def test_round_trip_of_every_teacher_the_guard_builds(
 ):
     import sktd._estimators
 
-    def choose(outputs, y, classification):
+    def choose(outputs, y, classification, **kwargs):
         weights = {name: forced.get(name, 0.0) for name in outputs}
         return weights, {name: 0.0 for name in [*outputs, "blend"]}
 
@@ -99,7 +106,9 @@ def test_round_trip_of_every_teacher_the_guard_builds(
         X, y, X_target=X_target, y_target=y_target
     )
     monkeypatch.undo()
-    assert model.transfer_weights_["target_network"] == forced["target_network"]
+    assert model.transfer_weights_ == {
+        name: forced.get(name, 0.0) for name in CANDIDATES
+    }
     path = tmp_path / "model.safetensors"
     save(model, path)
     restored = load(path)

@@ -9,15 +9,19 @@ from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 from torch import nn
 
+import sktd._estimators
 from sktd import TransferDistillClassifier, TransferDistillRegressor
+from sktd._domains import Domains
 from sktd._networks import MLP
 from sktd._training import ConsistentDistillationNet, SupervisedNet, TensorBatches
 from sktd._transfer import (
     CANDIDATES,
     BlendedTeacher,
+    blend_loss,
     choose_weights,
     fit_head,
     linear_module,
+    simplex_grid,
     strategy_settings,
     weighted_layers,
 )
@@ -352,9 +356,10 @@ def test_regressor_guard_reports_its_choice(regression_domains, fast_params):
     chosen = [n for n, w in model.transfer_weights_.items() if w > 0]
     if model.transfer_choice_ != "blend":
         assert chosen == [model.transfer_choice_]
-    assert model.transfer_losses_["blend"] <= min(
-        model.transfer_losses_[n] for n in CANDIDATES
-    )
+    # Both losses are convex in the blend weights: a blend is never worse
+    # than its members' weighted losses.
+    losses, weights = model.transfer_losses_, model.transfer_weights_
+    assert losses["blend"] <= sum(weights[n] * losses[n] for n in CANDIDATES) + 1e-9
 
 
 def test_choose_weights_finds_the_right_candidate():
@@ -371,6 +376,112 @@ def test_choose_weights_finds_the_right_candidate():
     weights, losses = choose_weights(outputs, target, classification=False)
     assert weights == {"a": 0.5, "b": 0.5}
     assert losses["blend"] == pytest.approx(0.0, abs=1e-12)
+
+
+def _brute_force_best(outputs, y, classification):
+    names = list(outputs)
+    losses = [
+        blend_loss(outputs, dict(zip(names, w)), y, classification)
+        for w in simplex_grid(len(names))
+    ]
+    return simplex_grid(len(names))[int(np.argmin(losses))]
+
+
+@pytest.mark.parametrize("classification", [True, False])
+def test_choose_weights_averages_the_best_blends_of_bootstrap_resamples(
+    classification,
+):
+    rng = np.random.RandomState(0)
+    n = 40
+    y = rng.randint(0, 3, n) if classification else rng.normal(size=(n, 2))
+    signal = np.eye(3)[y] * 2 if classification else y
+    outputs = {
+        name: signal + rng.normal(scale=scale, size=signal.shape)
+        for name, scale in [("a", 1.0), ("b", 1.2), ("c", 3.0)]
+    }
+    # Without resampling: the grid's best blend on the rows as they are.
+    weights, _ = choose_weights(outputs, y, classification, n_bootstraps=0)
+    expected = _brute_force_best(outputs, y, classification)
+    np.testing.assert_allclose(list(weights.values()), expected)
+    # With resampling: the mean of the best blends of the same resamples.
+    weights, losses = choose_weights(outputs, y, classification, n_bootstraps=8, seed=3)
+    draws = np.random.default_rng(3)
+    best = []
+    for _ in range(8):
+        rows = draws.integers(0, n, n)
+        resampled = {name: out[rows] for name, out in outputs.items()}
+        best.append(_brute_force_best(resampled, y[rows], classification))
+    np.testing.assert_allclose(list(weights.values()), np.mean(best, axis=0))
+    assert sum(weights.values()) == pytest.approx(1.0)
+    assert losses["blend"] == pytest.approx(
+        blend_loss(outputs, weights, y, classification)
+    )
+    assert choose_weights(outputs, y, classification, n_bootstraps=8, seed=3) == (
+        weights,
+        losses,
+    )
+
+
+def _rehearsal_problem():
+    """A source covering [-2, 2], labelled target rows only in [1, 2]."""
+    rng = np.random.RandomState(0)
+    X_source = rng.uniform(-2, 2, (400, 1)).astype(np.float32)
+    X_target = rng.uniform(1, 2, (20, 1)).astype(np.float32)
+    X = np.vstack([X_source, X_target])
+    y = np.sin(2 * X)
+    is_source = np.arange(len(X)) < len(X_source)
+    domains = Domains(
+        X=X, y=y, is_source=is_source, is_labelled=np.ones(len(X), bool), seed=0
+    )
+    model = TransferDistillRegressor(
+        teacher_hidden_layer_sizes=(32, 32),
+        transfer_strategy="finetune",
+        learning_rate_init=0.01,
+        max_iter=100,
+    )
+    model.n_outputs_, model.history_ = 1, {}
+    pretrained = model._pretrain(domains)
+    source = X[is_source], y[is_source]
+    return model, pretrained.module_, source, X[~is_source], y[~is_source]
+
+
+def test_rehearsal_replays_source_rows_among_repeated_target_rows(monkeypatch):
+    model, pretrained, source, X, y = _rehearsal_problem()
+    seen = {}
+
+    def fit_net(net, X, y, stratify, validate_on=None):
+        seen.update(X=X, y=y, max_epochs=net.max_epochs)
+        return net
+
+    monkeypatch.setattr(model, "_fit_net", fit_net)
+    monkeypatch.setattr(sktd._estimators, "_REHEARSAL_SOURCE_ROWS", 300)
+    model._rehearse(pretrained, source, X, y, seed=0)
+    # 300 of the 400 source rows, each once; the 20 target rows 10 times
+    # (300 // 20 = 15, capped at 10); 20 epochs, fewer than max_iter.
+    assert len(seen["X"]) == 300 + 10 * 20
+    replayed = seen["X"][:300]
+    assert len(np.unique(replayed)) == 300
+    assert np.isin(replayed, source[0]).all()
+    np.testing.assert_array_equal(seen["X"][300:], np.tile(X, (10, 1)))
+    np.testing.assert_array_equal(seen["y"][300:], np.tile(y, (10, 1)))
+    assert seen["max_epochs"] == 20
+
+
+def test_rehearsal_remembers_the_source_where_target_rows_are_absent():
+    model, pretrained, source, X, y = _rehearsal_problem()
+    fine_tuned = model._fine_tune(pretrained, X, y, seed=1).module_
+    rehearsed = model._rehearse(pretrained, source, X, y, seed=1).module_
+    uncovered = np.linspace(-2, 1, 200, dtype=np.float32)[:, None]
+
+    def error(module, rows):
+        with torch.no_grad():
+            outputs = module(torch.as_tensor(rows)).numpy()
+        return float(np.mean((outputs - np.sin(2 * rows)) ** 2))
+
+    # Fine-tuning on [1, 2] alone forgets the rest of the source's function;
+    # rehearsal keeps it and still fits the target rows.
+    assert error(rehearsed, uncovered) < 0.2 * error(fine_tuned, uncovered)
+    assert error(rehearsed, X) < 0.01
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
