@@ -6,7 +6,8 @@
    (skipped for a teacher the user pretrained);
 2. :meth:`~BaseTransferDistill._transfer` it to the labelled target rows with a
    transfer strategy, and guard against negative transfer by blending it with
-   the source network and a target-only model as held-out rows advise;
+   the source network, a rehearsed fine-tune and target-only models as
+   held-out rows advise;
 3. :meth:`~BaseTransferDistill._distil` a small student from the teacher over the
    transfer set, every source and target row, labelled or not.
 """
@@ -15,6 +16,7 @@ import contextlib
 import copy
 import threading
 import time
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -42,7 +44,7 @@ from ._domains import (
     is_unlabelled_class,
 )
 from ._losses import ClassificationDistillationLoss, RegressionDistillationLoss
-from ._networks import MLP, count_parameters
+from ._networks import MLP, HintedStudent, count_parameters
 from ._persistence import export_onnx
 from ._training import (
     ConsistentDistillationNet,
@@ -62,9 +64,11 @@ from ._transfer import (
     BlendedTeacher,
     LogOf,
     Standardised,
+    TeacherFeatures,
     bag,
     choose_weights,
     fit_head,
+    has_features,
     linear_module,
     strategy_settings,
 )
@@ -108,6 +112,7 @@ class BaseTransferDistill(BaseEstimator):
         "l2sp_strength": [Interval(Real, 0, None, closed="left")],
         "negative_transfer_guard": ["boolean"],
         "alpha": [Interval(Real, 0, 1, closed="both")],
+        "hint_weight": [Interval(Real, 0, None, closed="left")],
         "consistent_teaching": [None, StrOptions({"noise", "mixup"})],
         "noise_scale": [Interval(Real, 0, None, closed="neither")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
@@ -138,6 +143,7 @@ class BaseTransferDistill(BaseEstimator):
         l2sp_strength=0.01,
         negative_transfer_guard=True,
         alpha=0.9,
+        hint_weight=0.0,
         consistent_teaching=None,
         noise_scale=0.1,
         learning_rate_init=1e-3,
@@ -161,6 +167,7 @@ class BaseTransferDistill(BaseEstimator):
         self.l2sp_strength = l2sp_strength
         self.negative_transfer_guard = negative_transfer_guard
         self.alpha = alpha
+        self.hint_weight = hint_weight
         self.consistent_teaching = consistent_teaching
         self.noise_scale = noise_scale
         self.learning_rate_init = learning_rate_init
@@ -206,6 +213,7 @@ class BaseTransferDistill(BaseEstimator):
         previous_state = self.__dict__.copy()
         try:
             self._check_device()
+            self._check_hint()
             domains = self._validate_domains(X, y, X_target, y_target, sample_domain)
             domains.seed = check_random_state(self.random_state).randint(2**31 - 1)
             self.history_ = {}
@@ -345,18 +353,27 @@ class BaseTransferDistill(BaseEstimator):
         if domains.labelled_target.any():
             y = y.copy()
             y[domains.is_source] = self._unlabelled_marker()
-        targets = np.hstack([teacher_out, self._labels_as_columns(y)])
-        targets = targets.astype(np.float32)
+        targets = [teacher_out, self._labels_as_columns(y)]
         module = self._build_module(
             self.student,
             self.student_hidden_layer_sizes,
             domains.X.shape[1],
             seed=domains.seed + 2,
         )
-        net_class, extra = DistillationNet, {}
+        extra = {}
+        if self._hints_from(teacher.module_):
+            hints = self._teacher_hints(teacher.module_, domains.X)
+            targets.append(hints)
+            module = self._hinted(
+                module, domains.X.shape[1], hints.shape[1], seed=domains.seed + 5
+            )
+            extra = {"hint_weight": self.hint_weight, "n_hint_columns": hints.shape[1]}
+        targets = np.hstack(targets).astype(np.float32)
+        net_class = DistillationNet
         if self.consistent_teaching is not None:
             net_class = ConsistentDistillationNet
             extra = {
+                **extra,
                 "teacher_module": teacher.module_,
                 "perturbation": self.consistent_teaching,
                 "noise_scale": self.noise_scale,
@@ -378,8 +395,67 @@ class BaseTransferDistill(BaseEstimator):
         net = self._fit_net(
             net, domains.X, targets, stratify=False, validate_on=validate_on
         )
+        if isinstance(net.module_, HintedStudent):
+            # The adapter served training only: the student is what predicts.
+            net.module_ = net.module_.student
         self.history_["distil"] = net.history
         return net
+
+    # ------------------------------------------------------- hint steps
+
+    def _check_hint(self):
+        """Refuse, before any training, a hint loss the distillation cannot use."""
+        if not self.hint_weight:
+            return
+        if self.consistent_teaching is not None:
+            raise ValueError(
+                f"hint_weight={self.hint_weight!r} cannot be combined with "
+                f"consistent_teaching={self.consistent_teaching!r}: the teacher's "
+                "features are computed once, on the unperturbed rows. Set "
+                "hint_weight=0 or consistent_teaching=None."
+            )
+        spec = self.student
+        student = spec.module if isinstance(spec, NeuralNet) else spec
+        if student is not None and not callable(getattr(student, "features", None)):
+            name = getattr(student, "__name__", type(student).__name__)
+            raise ValueError(
+                f"hint_weight={self.hint_weight!r} needs a student with a "
+                f"features(X) method returning its last hidden layer; the student "
+                f"{name} has none. Add one, or set hint_weight=0."
+            )
+
+    def _hints_from(self, teacher):
+        """Whether the distillation adds a hint loss: the teacher must allow it."""
+        if not self.hint_weight:
+            return False
+        if not has_features(teacher):
+            warnings.warn(
+                f"hint_weight={self.hint_weight!r} has no effect: the teacher "
+                f"({self.transfer_choice_!r}) has no hidden layer to match.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return False
+        return True
+
+    def _teacher_hints(self, teacher, X):
+        """Return the teacher's features on every row, each column standardised."""
+        hints = forward_rows(TeacherFeatures(teacher), X, self.device)
+        scale = hints.std(axis=0)
+        # A unit that never fires (a dead ReLU) carries nothing to match.
+        scale[scale < 1e-6] = 1.0
+        return (hints - hints.mean(axis=0)) / scale
+
+    def _hinted(self, student, n_features, n_hints, seed):
+        """Wrap ``student`` with a linear adapter from its features to the hints."""
+        device = next(student.parameters()).device
+        with torch.no_grad():
+            row = torch.zeros(1, n_features, device=device)
+            width = student.features(row).flatten(1).shape[1]
+        with _INIT_LOCK:
+            torch.manual_seed(seed)
+            adapter = nn.Linear(width, n_hints).to(device)
+        return HintedStudent(student, adapter)
 
     # ------------------------------------------------------ transfer steps
 
@@ -875,13 +951,15 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
     l2sp_strength : float, default=0.01
         Coefficient of the L2-SP penalty ``0.5 * ||w - w_source||^2``.
     negative_transfer_guard : bool, default=True
-        With at least 10 labelled target rows, weigh four candidate teachers
-        (the source network, the transferred one, and on the target rows alone
-        a linear model and a bag of the teacher's architecture trained from
-        scratch on the folds) by their out-of-fold loss on the labelled target
-        rows (5 folds) and teach with the best blend, so that a source that
-        does not help the target gets no weight. ``False``: the transferred
-        network is the teacher.
+        With at least 10 labelled target rows, weigh five candidate teachers
+        (the source network, the transferred one, the source network
+        fine-tuned on the target rows rehearsed among source rows, and on the
+        target rows alone a linear model and a bag of the teacher's
+        architecture trained from scratch on the folds) by their out-of-fold
+        loss on the labelled target rows (5 folds), and teach with the best
+        blend, averaged over bootstrap resamples of those rows, so that a
+        source that does not help the target gets no weight. ``False``: the
+        transferred network is the teacher.
     temperature : float, default=4.0
         Softening temperature ``T`` of the distillation loss; the teacher term
         is scaled by ``T**2``.
@@ -891,6 +969,14 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
     distillation_loss : {"kl", "logit_mse"}, default="kl"
         ``"kl"``: Hinton's soft targets. ``"logit_mse"``: squared error between
         logits (Ba & Caruana, 2014).
+    hint_weight : float, default=0.0
+        Weight of a feature-level (hint) term in the distillation loss
+        (FitNets, Romero et al., 2015): the student's last hidden layer,
+        through a learned linear map, regresses the teacher's (each unit
+        standardised; a blend's members side by side, weighted). 0 turns it
+        off. Needs a student with a ``features(X)`` method (the default MLP
+        has one) and no ``consistent_teaching``; a teacher without hidden
+        layers (a linear model alone) gets a warning and no hint.
     consistent_teaching : {None, "noise", "mixup"}, default=None
         Perturb each distillation batch and query the teacher on the very
         rows the student sees (Beyer et al., 2022): Gaussian noise of
@@ -1004,6 +1090,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         temperature=4.0,
         alpha=0.9,
         distillation_loss="kl",
+        hint_weight=0.0,
         consistent_teaching=None,
         noise_scale=0.1,
         learning_rate_init=1e-3,
@@ -1028,6 +1115,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
             l2sp_strength=l2sp_strength,
             negative_transfer_guard=negative_transfer_guard,
             alpha=alpha,
+            hint_weight=hint_weight,
             consistent_teaching=consistent_teaching,
             noise_scale=noise_scale,
             learning_rate_init=learning_rate_init,
@@ -1180,15 +1268,25 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
     l2sp_strength : float, default=0.01
         Coefficient of the L2-SP penalty ``0.5 * ||w - w_source||^2``.
     negative_transfer_guard : bool, default=True
-        With at least 10 labelled target rows, weigh four candidate teachers
-        (the source network, the transferred one, and on the target rows alone
-        a ridge model and a bag of the teacher's architecture trained from
-        scratch on the folds) by their out-of-fold loss on the labelled target
-        rows (5 folds) and teach with the best blend, so that a source that
-        does not help the target gets no weight. ``False``: the transferred
-        network is the teacher.
+        With at least 10 labelled target rows, weigh five candidate teachers
+        (the source network, the transferred one, the source network
+        fine-tuned on the target rows rehearsed among source rows, and on the
+        target rows alone a ridge model and a bag of the teacher's
+        architecture trained from scratch on the folds) by their out-of-fold
+        loss on the labelled target rows (5 folds), and teach with the best
+        blend, averaged over bootstrap resamples of those rows, so that a
+        source that does not help the target gets no weight. ``False``: the
+        transferred network is the teacher.
     alpha : float, default=0.9
         Weight of the teacher term in the distillation loss.
+    hint_weight : float, default=0.0
+        Weight of a feature-level (hint) term in the distillation loss
+        (FitNets, Romero et al., 2015): the student's last hidden layer,
+        through a learned linear map, regresses the teacher's (each unit
+        standardised; a blend's members side by side, weighted). 0 turns it
+        off. Needs a student with a ``features(X)`` method (the default MLP
+        has one) and no ``consistent_teaching``; a teacher without hidden
+        layers (a linear model alone) gets a warning and no hint.
     consistent_teaching : {None, "noise", "mixup"}, default=None
         Perturb each distillation batch and query the teacher on the very
         rows the student sees (Beyer et al., 2022): Gaussian noise of

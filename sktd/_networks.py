@@ -1,5 +1,6 @@
 """Default torch modules for tabular rows."""
 
+import torch
 from torch import nn
 
 ACTIVATIONS = {
@@ -59,6 +60,38 @@ class MLP(nn.Module):
     def forward(self, X):
         """Return the raw outputs (logits for classification)."""
         return self.head(self.body(X))
+
+    def features(self, X):
+        """Return the last hidden layer's activations (the head's input)."""
+        return self.body(X)
+
+
+class HintedStudent(nn.Module):
+    """A student that also outputs its hidden features mapped to the teacher's.
+
+    The distillation stage trains this wrapper when a hint (feature-level) loss
+    is asked for (FitNets, Romero et al., 2015): ``adapter``, a linear map
+    from the student's last hidden layer to the teacher's, lets a narrow
+    student be compared with a wide teacher. Only ``student`` is kept after
+    training.
+
+    Parameters
+    ----------
+    student : torch.nn.Module
+        The student; its ``features(X)`` gives its last hidden layer.
+    adapter : torch.nn.Linear
+        Maps the student's features to the teacher's feature width.
+    """
+
+    def __init__(self, student, adapter):
+        super().__init__()
+        self.student = student
+        self.adapter = adapter
+
+    def forward(self, X):
+        """Return the student's outputs followed by its adapted features."""
+        features = self.student.features(X).flatten(1)
+        return torch.cat([self.student(X), self.adapter(features)], dim=1)
 
 
 def count_parameters(module):

@@ -176,13 +176,40 @@ class DistillationNet(StageNet):
     so that batching and shuffling cannot separate them. The teacher itself is
     never an attribute of this net: its weights stay out of the optimizer and
     out of ``train()`` mode.
+
+    With a hint loss, the module is a ``HintedStudent``
+    whose last ``n_hint_columns`` outputs are its adapted features, and the
+    last ``n_hint_columns`` columns of ``y`` the teacher's (standardised)
+    features; their mean squared difference, times ``hint_weight``, is added.
+
+    Parameters
+    ----------
+    hint_weight : float, default=0.0
+        Weight of the hint (feature-matching) term.
+    n_hint_columns : int, default=0
+        Width of the teacher's features; 0 without a hint loss.
     """
+
+    def __init__(self, *args, hint_weight=0.0, n_hint_columns=0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hint_weight = hint_weight
+        self.n_hint_columns = n_hint_columns
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         """Split ``y_true`` into teacher outputs and labels, then apply the loss."""
-        n_outputs = y_pred.shape[1]
+        n_hint = self.n_hint_columns
+        n_outputs = y_pred.shape[1] - n_hint
         y_true = y_true.to(y_pred.device)
-        return self.criterion_(y_pred, y_true[:, :n_outputs], y_true[:, n_outputs:])
+        n_targets = y_true.shape[1] - n_hint
+        loss = self.criterion_(
+            y_pred[:, :n_outputs],
+            y_true[:, :n_outputs],
+            y_true[:, n_outputs:n_targets],
+        )
+        if not n_hint:
+            return loss
+        hint = ((y_pred[:, n_outputs:] - y_true[:, n_targets:]) ** 2).mean()
+        return loss + self.hint_weight * hint
 
 
 class ConsistentDistillationNet(DistillationNet):

@@ -281,6 +281,64 @@ class BlendedTeacher(nn.Module):
         return total
 
 
+class TeacherFeatures(nn.Module):
+    """The last hidden layer of a teacher, as a module (for the hint loss).
+
+    A network exposes it through a ``features(X)`` method, as the default MLP
+    does (or a ``features`` submodule, as torchvision's models do); the
+    wrappers pass it through. A blend's features are its members' side by
+    side, each scaled by the square root of its weight, so that matching them
+    is the blend-weighted sum of matching each member's; members without
+    hidden features (the linear model) are left out.
+
+    Parameters
+    ----------
+    teacher : torch.nn.Module
+        The teacher, which must have features (see :func:`has_features`).
+    """
+
+    def __init__(self, teacher):
+        super().__init__()
+        self.teacher = teacher
+
+    def forward(self, X):
+        """Return the teacher's features of rows ``X``, flattened."""
+        return _features(self.teacher, X)
+
+
+def has_features(module):
+    """Return whether :class:`TeacherFeatures` can read a hidden layer of ``module``."""
+    if isinstance(module, BlendedTeacher):
+        return any(
+            has_features(member) and _member_weight(module, name)
+            for name, member in module.members.items()
+        )
+    if isinstance(module, (Standardised, LogOf)):
+        return has_features(module.module)
+    return callable(getattr(module, "features", None))
+
+
+def _features(module, X):
+    if isinstance(module, BlendedTeacher):
+        return torch.cat(
+            [
+                _member_weight(module, name).sqrt() * _features(member, X)
+                for name, member in module.members.items()
+                if has_features(member) and _member_weight(module, name)
+            ],
+            dim=1,
+        )
+    if isinstance(module, Standardised):
+        return _features(module.module, X * module.scale + module.mean)
+    if isinstance(module, LogOf):
+        return _features(module.module, X)
+    return module.features(X).flatten(1)
+
+
+def _member_weight(blend, name):
+    return getattr(blend, f"weight_{name}")
+
+
 def bag(networks, classification):
     """Average ``networks`` with equal weights (bagging), as one teacher."""
     members = {f"fold{i}": network for i, network in enumerate(networks)}

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from skorch.dataset import Dataset
 
@@ -83,3 +84,34 @@ def test_chunked_standardisation_matches_scikit_learn(monkeypatch):
     out = standardise(X, scaler)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, reference.transform(X), rtol=1e-6, atol=1e-6)
+
+
+def test_hint_term_adds_weighted_feature_error_to_the_distillation_loss():
+    from torch import nn
+
+    from sktd._training import DistillationNet
+
+    class Loss(nn.Module):
+        def forward(self, outputs, teacher, labels):
+            return ((outputs - teacher) ** 2).mean() + labels.sum()
+
+    net = DistillationNet(
+        module=nn.Linear(2, 2), criterion=Loss, hint_weight=0.5, n_hint_columns=3
+    ).initialize()
+    torch.manual_seed(0)
+    outputs, hints = torch.randn(4, 2), torch.randn(4, 3)
+    teacher, labels, teacher_hints = (
+        torch.randn(4, 2),
+        torch.zeros(4, 1),
+        torch.randn(4, 3),
+    )
+    labels[0] = 1.0
+    loss = net.get_loss(
+        torch.cat([outputs, hints], 1), torch.cat([teacher, labels, teacher_hints], 1)
+    )
+    expected = (
+        ((outputs - teacher) ** 2).mean()
+        + 1.0
+        + 0.5 * ((hints - teacher_hints) ** 2).mean()
+    )
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)

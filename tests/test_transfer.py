@@ -17,9 +17,11 @@ from sktd._training import ConsistentDistillationNet, SupervisedNet, TensorBatch
 from sktd._transfer import (
     CANDIDATES,
     BlendedTeacher,
+    TeacherFeatures,
     blend_loss,
     choose_weights,
     fit_head,
+    has_features,
     linear_module,
     simplex_grid,
     strategy_settings,
@@ -559,3 +561,28 @@ def test_noise_perturbation_keeps_labels_and_is_seeded():
     torch.testing.assert_close(X_a, X_b)
     assert torch.equal(labels[:, 0], torch.arange(4.0))
     assert 0.1 < float(X_a.std()) < 1.5
+
+
+def test_teacher_features_of_a_blend_weigh_each_network_member():
+    torch.manual_seed(0)
+    first, second = MLP(4, 3, (5,)), MLP(4, 3, (6,))
+    linear = nn.Linear(4, 3)
+    blend = BlendedTeacher(
+        {"a": first, "b": second, "c": linear},
+        {"a": 0.25, "b": 0.5, "c": 0.25},
+        classification=True,
+    )
+    rows = torch.randn(7, 4)
+    with torch.no_grad():
+        features = TeacherFeatures(blend)(rows)
+        # Members side by side in name order, scaled by sqrt(weight); the
+        # linear member has no hidden layer and is left out.
+        expected = torch.cat(
+            [0.5 * first.features(rows), 0.5**0.5 * second.features(rows)], dim=1
+        )
+    torch.testing.assert_close(features, expected)
+    assert has_features(blend) and has_features(first)
+    assert not has_features(linear)
+    assert not has_features(
+        BlendedTeacher({"c": linear}, {"c": 1.0}, classification=True)
+    )

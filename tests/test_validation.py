@@ -269,6 +269,22 @@ BAD_INPUTS = [
         ValueError,
         "Training diverged: the training loss became nan",
     ),
+    (
+        "hint_weight with consistent_teaching",
+        lambda: (
+            clf()
+            .set_params(hint_weight=1.0, consistent_teaching="noise")
+            .fit(X, y, Xt, yt)
+        ),
+        ValueError,
+        "hint_weight=1.0 cannot be combined with consistent_teaching",
+    ),
+    (
+        "hint_weight with a student without features(X)",
+        lambda: clf().set_params(hint_weight=1.0, student=_NaNModule()).fit(X, y),
+        ValueError,
+        "hint_weight=1.0 needs a student with a features(X) method",
+    ),
 ]
 
 
