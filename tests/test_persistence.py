@@ -184,3 +184,18 @@ def test_onnx_export_matches_within_tolerance(fitted, tmp_path):
 
 def test_public_api():
     assert {"save", "load"} <= set(sktd.__all__)
+
+
+def test_round_trip_of_a_student_trained_with_a_hint(
+    classification_domains, fast_params, tmp_path
+):
+    X, y, X_target, y_target = classification_domains
+    model = TransferDistillClassifier(
+        hint_weight=1.0, random_state=0, **fast_params
+    ).fit(X, y, X_target=X_target, y_target=y_target)
+    path = tmp_path / "model.safetensors"
+    save(model, path)
+    restored = load(path)
+    # The hint's adapter is not part of the student: nothing extra to store.
+    assert restored.get_params() == model.get_params()
+    np.testing.assert_array_equal(_outputs(restored, X), _outputs(model, X))
