@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_transfer.py           # 6 seeds (~20 min), writes the docs
+    python benchmarks/bench_transfer.py           # 6 seeds (~17 min), writes the docs
     python benchmarks/bench_transfer.py --quick   # one seed, not written
     python benchmarks/bench_transfer.py --set learning_rate_init=0.003  # explore
 
