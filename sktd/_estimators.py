@@ -316,9 +316,8 @@ class BaseTransferDistill(BaseEstimator):
         self.history_["transfer"] = transferred.history
         if not self.negative_transfer_guard or rows.sum() < _GUARD_MIN_ROWS:
             return self._choose_teacher({"transferred": transferred.module_})
-        source = _rows(domains.X, domains.source), _rows(domains.y, domains.source)
         weights, self.transfer_losses_, fold_networks = self._weigh_candidates(
-            pretrained.module_, X, y, source, domains.seed
+            pretrained.module_, X, y, domains
         )
         candidates = {
             "pretrained": pretrained.module_,
@@ -330,7 +329,7 @@ class BaseTransferDistill(BaseEstimator):
         }
         if weights["rehearsed"]:
             candidates["rehearsed"] = self._rehearse(
-                pretrained.module_, source, X, y, domains.seed + 4
+                pretrained.module_, domains, X, y, domains.seed + 4
             ).module_
         if weights["target_linear"]:
             candidates["target_linear"] = self._target_linear_module(X, y)
@@ -373,7 +372,6 @@ class BaseTransferDistill(BaseEstimator):
         if self.consistent_teaching is not None:
             net_class = ConsistentDistillationNet
             extra = {
-                **extra,
                 "teacher_module": teacher.module_,
                 "perturbation": self.consistent_teaching,
                 "noise_scale": self.noise_scale,
@@ -528,22 +526,24 @@ class BaseTransferDistill(BaseEstimator):
         )
         return self._fit_net(net, X, y, stratify=True)
 
-    def _rehearse(self, module, source, X, y, seed):
+    def _rehearse(self, module, domains, X, y, seed):
         """Fine-tune a copy of ``module`` on target rows rehearsed among source rows.
 
         Fine-tuning on a few target rows alone forgets what the source taught
         about the inputs those rows do not cover; replaying source rows with
         them keeps it (rehearsal, Robins 1995), as a model trained on both
         would, at the cost of a few epochs. The target rows are repeated so
-        that they weigh about as much as the source sample.
+        that they weigh about as much as the source sample, which is drawn
+        from ``domains`` by index: the source is never copied whole.
         """
-        X_source, y_source = source
+        source_rows = np.flatnonzero(domains.source)
         rng = np.random.default_rng(seed)
-        n_source = min(len(X_source), _REHEARSAL_SOURCE_ROWS)
-        replayed = np.sort(rng.choice(len(X_source), n_source, replace=False))
+        n_source = min(len(source_rows), _REHEARSAL_SOURCE_ROWS)
+        picked = np.sort(rng.choice(len(source_rows), n_source, replace=False))
+        replayed = source_rows[picked]
         repeats = int(np.clip(n_source // len(X), 1, _REHEARSAL_MAX_REPEATS))
-        X = np.concatenate([X_source[replayed], *[X] * repeats])
-        y = np.concatenate([y_source[replayed], *[y] * repeats])
+        X = np.concatenate([domains.X[replayed], *[X] * repeats])
+        y = np.concatenate([domains.y[replayed], *[y] * repeats])
         module = copy.deepcopy(module)
         module.train()
         spec = self.teacher
@@ -553,15 +553,17 @@ class BaseTransferDistill(BaseEstimator):
         )
         return self._fit_net(net, X, y, stratify=True)
 
-    def _weigh_candidates(self, pretrained, X, y, source, seed):
+    def _weigh_candidates(self, pretrained, X, y, domains):
         """Blend weights chosen on out-of-fold predictions of the target rows.
 
-        Each fold fine-tunes the pretrained network (alone and rehearsed
-        among ``source`` rows) and fits the target-only models on the other
-        folds; the pretrained network never saw a target row, so it predicts
-        every row out of fold as it is. Returns the weights, the out-of-fold
-        losses and the folds' target-only networks.
+        ``X``, ``y`` are the labelled target rows of ``domains``. Each fold
+        fine-tunes the pretrained network (alone and rehearsed among the
+        source rows) and fits the target-only models on the other folds; the
+        pretrained network never saw a target row, so it predicts every row
+        out of fold as it is. Returns the weights, the out-of-fold losses and
+        the folds' target-only networks.
         """
+        seed = domains.seed
         outputs = {
             name: np.zeros((len(X), self.n_outputs_), np.float32) for name in CANDIDATES
         }
@@ -575,7 +577,7 @@ class BaseTransferDistill(BaseEstimator):
                 ).module_,
                 "target_linear": self._target_linear_module(X[train], y[train]),
                 "rehearsed": self._rehearse(
-                    pretrained, source, X[train], y[train], fold_seed
+                    pretrained, domains, X[train], y[train], fold_seed
                 ).module_,
                 "target_network": self._fit_target_network(
                     X[train], y[train], fold_seed

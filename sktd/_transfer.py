@@ -309,10 +309,7 @@ class TeacherFeatures(nn.Module):
 def has_features(module):
     """Return whether :class:`TeacherFeatures` can read a hidden layer of ``module``."""
     if isinstance(module, BlendedTeacher):
-        return any(
-            has_features(member) and _member_weight(module, name)
-            for name, member in module.members.items()
-        )
+        return any(True for _ in _featured_members(module))
     if isinstance(module, (Standardised, LogOf)):
         return has_features(module.module)
     return callable(getattr(module, "features", None))
@@ -322,9 +319,8 @@ def _features(module, X):
     if isinstance(module, BlendedTeacher):
         return torch.cat(
             [
-                _member_weight(module, name).sqrt() * _features(member, X)
-                for name, member in module.members.items()
-                if has_features(member) and _member_weight(module, name)
+                weight.sqrt() * _features(member, X)
+                for weight, member in _featured_members(module)
             ],
             dim=1,
         )
@@ -335,8 +331,12 @@ def _features(module, X):
     return module.features(X).flatten(1)
 
 
-def _member_weight(blend, name):
-    return getattr(blend, f"weight_{name}")
+def _featured_members(blend):
+    """Yield ``(weight, member)`` for the weighted members with hidden features."""
+    for name, member in blend.members.items():
+        weight = getattr(blend, f"weight_{name}")
+        if weight and has_features(member):
+            yield weight, member
 
 
 def bag(networks, classification):

@@ -443,12 +443,11 @@ def _rehearsal_problem():
     )
     model.n_outputs_, model.history_ = 1, {}
     pretrained = model._pretrain(domains)
-    source = X[is_source], y[is_source]
-    return model, pretrained.module_, source, X[~is_source], y[~is_source]
+    return model, pretrained.module_, domains, X[~is_source], y[~is_source]
 
 
 def test_rehearsal_replays_source_rows_among_repeated_target_rows(monkeypatch):
-    model, pretrained, source, X, y = _rehearsal_problem()
+    model, pretrained, domains, X, y = _rehearsal_problem()
     seen = {}
 
     def fit_net(net, X, y, stratify, validate_on=None):
@@ -457,22 +456,22 @@ def test_rehearsal_replays_source_rows_among_repeated_target_rows(monkeypatch):
 
     monkeypatch.setattr(model, "_fit_net", fit_net)
     monkeypatch.setattr(sktd._estimators, "_REHEARSAL_SOURCE_ROWS", 300)
-    model._rehearse(pretrained, source, X, y, seed=0)
+    model._rehearse(pretrained, domains, X, y, seed=0)
     # 300 of the 400 source rows, each once; the 20 target rows 10 times
     # (300 // 20 = 15, capped at 10); 20 epochs, fewer than max_iter.
     assert len(seen["X"]) == 300 + 10 * 20
     replayed = seen["X"][:300]
     assert len(np.unique(replayed)) == 300
-    assert np.isin(replayed, source[0]).all()
+    assert np.isin(replayed, domains.X[domains.is_source]).all()
     np.testing.assert_array_equal(seen["X"][300:], np.tile(X, (10, 1)))
     np.testing.assert_array_equal(seen["y"][300:], np.tile(y, (10, 1)))
     assert seen["max_epochs"] == 20
 
 
 def test_rehearsal_remembers_the_source_where_target_rows_are_absent():
-    model, pretrained, source, X, y = _rehearsal_problem()
+    model, pretrained, domains, X, y = _rehearsal_problem()
     fine_tuned = model._fine_tune(pretrained, X, y, seed=1).module_
-    rehearsed = model._rehearse(pretrained, source, X, y, seed=1).module_
+    rehearsed = model._rehearse(pretrained, domains, X, y, seed=1).module_
     uncovered = np.linspace(-2, 1, 200, dtype=np.float32)[:, None]
 
     def error(module, rows):
