@@ -3,6 +3,7 @@
 from ._datasets import make_shifted_digits
 from ._domains import stack_domains
 from ._estimators import TransferDistillClassifier, TransferDistillRegressor
+from ._onnx import export_onnx
 from ._persistence import load, save
 from ._plotting import plot_agreement, plot_learning_curves
 
@@ -11,6 +12,7 @@ __version__ = "0.1.0"
 __all__ = [
     "TransferDistillClassifier",
     "TransferDistillRegressor",
+    "export_onnx",
     "load",
     "make_shifted_digits",
     "plot_agreement",

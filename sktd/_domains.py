@@ -82,21 +82,9 @@ def stack_domains(X_source, y_source, X_target=None, y_target=None):
         X_target, dtype=None, ensure_all_finite=False, input_name="X_target"
     )
     _check_same_features(X_source, "X_source", X_target)
-    if y_target is None:
-        y_target = _unlabelled_like(y_source, len(X_target))
-    y_target = check_array(
-        y_target,
-        dtype=None,
-        ensure_2d=False,
-        ensure_all_finite=False,
-        input_name="y_target",
+    y, domain = stack_labels(
+        y_source, y_target, len(X_target), ("y_source", "y_target")
     )
-    _check_same_length(X_target, "X_target", y_target, "y_target")
-    if y_source.ndim != y_target.ndim or y_source.shape[1:] != y_target.shape[1:]:
-        raise ValueError(
-            f"y_target has shape {y_target.shape[1:]} per row, but y_source has "
-            f"{y_source.shape[1:]}; both need the same outputs."
-        )
     if _is_dataframe(X_source_in) and _is_dataframe(X_target_in):
         # Keep the columns (names, dtypes) for Pipelines that select by name.
         if list(X_source_in.columns) != list(X_target_in.columns):
@@ -109,11 +97,49 @@ def stack_domains(X_source, y_source, X_target=None, y_target=None):
         X = pd.concat([X_source_in, X_target_in], ignore_index=True)
     else:
         X = np.concatenate([X_source, X_target])
-    y = np.concatenate([y_source, y_target])
-    domain = np.concatenate(
-        [np.full(len(X_source), SOURCE_DOMAIN), np.full(len(X_target), TARGET_DOMAIN)]
-    )
     return X, y, domain
+
+
+def stack_labels(y_source, y_target, n_target, names, unlabelled=None):
+    """Stack source and target labels; return ``(y, sample_domain)``.
+
+    The one stacking rule of both :func:`stack_domains` and the split form of
+    ``fit``. ``y_target=None`` marks the ``n_target`` target rows unlabelled
+    with ``unlabelled``, or, when that is ``None``, with ``NaN`` for floating
+    point ``y_source`` and ``-1`` otherwise. Labels of different kinds (numbers
+    and strings) are stacked as objects, never converted.
+    """
+    source_name, target_name = names
+    if y_target is None:
+        y_target = _unlabelled_like(y_source, n_target, unlabelled)
+    y_target = check_array(
+        y_target,
+        dtype=None,
+        ensure_2d=False,
+        ensure_all_finite=False,
+        input_name=target_name,
+    )
+    if y_target.ndim == 0:
+        raise ValueError(f"{target_name} must be an array of labels, got a scalar.")
+    if len(y_target) != n_target:
+        raise ValueError(
+            f"{target_name} has {len(y_target)} rows, but X_target has "
+            f"{n_target}; give one label per row."
+        )
+    if y_source.ndim != y_target.ndim or y_source.shape[1:] != y_target.shape[1:]:
+        raise ValueError(
+            f"{target_name} has shape {y_target.shape[1:]} per row, but "
+            f"{source_name} has {y_source.shape[1:]}; both domains need the same "
+            "outputs."
+        )
+    if y_source.dtype.kind in "iufb" and y_target.dtype.kind in "iufb":
+        y = np.concatenate([y_source, y_target])
+    else:
+        y = np.concatenate([y_source.astype(object), y_target.astype(object)])
+    domain = np.concatenate(
+        [np.full(len(y_source), SOURCE_DOMAIN), np.full(n_target, TARGET_DOMAIN)]
+    )
+    return y, domain
 
 
 def check_sample_domain(sample_domain, n_samples):
@@ -165,15 +191,12 @@ class Domains:
         ``True`` on source rows.
     is_labelled : ndarray of bool
         ``True`` on rows with a label.
-    seed : int
-        The fit's random seed, from which each stage derives its own.
     """
 
     X: np.ndarray
     y: np.ndarray
     is_source: np.ndarray
     is_labelled: np.ndarray
-    seed: int = 0
 
     @property
     def source(self):
@@ -205,13 +228,19 @@ def is_unlabelled_class(y):
     return np.zeros(len(y), dtype=bool)
 
 
-def _unlabelled_like(y_source, n_rows):
+def _unlabelled_like(y_source, n_rows, unlabelled=None):
     shape = (n_rows,) + y_source.shape[1:]
-    if y_source.dtype.kind == "f":
+    kind = y_source.dtype.kind
+    if unlabelled is None:
+        unlabelled = np.nan if kind == "f" else UNLABELLED
+    if unlabelled != unlabelled:
         return np.full(shape, np.nan)
-    if y_source.dtype.kind in "iu":
-        return np.full(shape, UNLABELLED, dtype=y_source.dtype)
-    return np.full(shape, UNLABELLED, dtype=object)
+    if kind == "i":
+        return np.full(shape, unlabelled, dtype=y_source.dtype)
+    if kind in "uf":
+        # An unsigned dtype cannot hold -1.
+        return np.full(shape, unlabelled, dtype=np.int64 if kind == "u" else float)
+    return np.full(shape, unlabelled, dtype=object)
 
 
 def _is_dataframe(X):
@@ -302,25 +331,8 @@ def check_domains(estimator, X, y, X_target, y_target, sample_domain, unlabelled
 
     _refuse_split_form_in_cross_validation()
     X_target = _check_target_rows(estimator, X_target)
-    if y_target is None:
-        y_target = np.full((len(X_target),) + y.shape[1:], unlabelled, dtype=object)
-        if not isinstance(unlabelled, str) and y.dtype.kind in "iuf":
-            y_target = y_target.astype(np.float64 if unlabelled != unlabelled else int)
-    y_target = np.asarray(y_target)
-    if y_target.ndim == 0:
-        raise ValueError("y_target must be an array of labels, got a scalar.")
-    _check_same_length(X_target, "X_target", y_target, "y_target")
-    if y.ndim != y_target.ndim or y.shape[1:] != y_target.shape[1:]:
-        raise ValueError(
-            f"y_target has shape {y_target.shape[1:]} per row, but y has "
-            f"{y.shape[1:]}; both domains need the same outputs."
-        )
-    if y.dtype.kind in "iufb" and y_target.dtype.kind in "iufb":
-        y = np.concatenate([y, y_target])
-    else:
-        y = np.concatenate([y.astype(object), y_target.astype(object)])
-    is_source = np.arange(len(X) + len(X_target)) < len(X)
-    return np.concatenate([X, X_target]), y, is_source, "y_target"
+    y, domain = stack_labels(y, y_target, len(X_target), ("y", "y_target"), unlabelled)
+    return np.concatenate([X, X_target]), y, domain > 0, "y_target"
 
 
 def check_finite_labels(labels, name, unlabelled_hint):

@@ -1,7 +1,18 @@
-"""Default torch modules for tabular rows."""
+"""torch modules: the default MLP and the wrappers the stages build around networks.
 
+Wrappers let a user's pretrained network take standardised rows
+(:class:`Standardised`), turn probabilities into logits (:class:`LogOf`),
+blend several teachers into one (:class:`BlendedTeacher`), expose a teacher's
+hidden layer (:class:`TeacherFeatures`) or a student's adapted one
+(:class:`HintedStudent`).
+"""
+
+import numpy as np
 import torch
 from torch import nn
+
+# Logit given to a class a linear model never saw (probability ~0).
+_UNSEEN_CLASS_LOGIT = -30.0
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -97,3 +108,192 @@ class HintedStudent(nn.Module):
 def count_parameters(module):
     """Return the number of learnable scalars in ``module``."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+class Standardised(nn.Module):
+    """Run a module that expects raw rows on standardised ones.
+
+    The estimator's networks all see standardised inputs; a teacher the user
+    pretrained on raw rows gets them back through this wrapper.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The user's network, fed ``X * scale + mean``.
+    mean, scale : array-like of shape (n_features,)
+        The estimator's input scaler.
+    output_mean, output_scale : float or array-like, default=0.0, 1.0
+        Regression: the estimator's target scaler, applied to the outputs so
+        that they are in the units the other networks learn.
+    """
+
+    def __init__(self, module, mean, scale, output_mean=0.0, output_scale=1.0):
+        super().__init__()
+        self.module = module
+        for name, value in (
+            ("mean", mean),
+            ("scale", scale),
+            ("output_mean", output_mean),
+            ("output_scale", output_scale),
+        ):
+            self.register_buffer(name, torch.as_tensor(value, dtype=torch.float32))
+
+    def forward(self, X):
+        """Undo the input standardisation, apply the module, standardise outputs."""
+        outputs = self.module(X * self.scale + self.mean)
+        return (outputs - self.output_mean) / self.output_scale
+
+
+class LogOf(nn.Module):
+    """Turn a module that outputs probabilities into one that outputs logits.
+
+    skorch's ``NeuralNetClassifier`` trains with ``NLLLoss`` on a module ending
+    in a softmax; distillation needs logits, and ``log(p)`` is one.
+    """
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, X):
+        """Return ``log`` of the wrapped module's probabilities."""
+        return torch.log(self.module(X).clamp_min(1e-12))
+
+
+class BlendedTeacher(nn.Module):
+    """A weighted blend of teachers, itself a teacher.
+
+    Classification blends probabilities and returns their log as logits;
+    regression blends outputs.
+
+    Parameters
+    ----------
+    members : dict of str to torch.nn.Module
+        The blended networks, by candidate name.
+    weights : dict of str to float
+        Their weights, summing to one.
+    classification : bool
+        Whether outputs are logits to blend as probabilities.
+    """
+
+    def __init__(self, members, weights, classification):
+        super().__init__()
+        # Summed in name order, so a blend rebuilt from a file (whose members
+        # may come in another order) adds its floats in the same order.
+        self.members = nn.ModuleDict(sorted(members.items()))
+        for name in members:
+            weight = torch.tensor(float(weights[name]), dtype=torch.float32)
+            self.register_buffer(f"weight_{name}", weight)
+        self.classification = classification
+
+    def forward(self, X):
+        """Return the blended logits (classification) or outputs (regression)."""
+        total = 0.0
+        for name, member in self.members.items():
+            weight = getattr(self, f"weight_{name}")
+            outputs = member(X)
+            total = total + weight * (
+                torch.softmax(outputs, dim=1) if self.classification else outputs
+            )
+        if self.classification:
+            return torch.log(total.clamp_min(1e-12))
+        return total
+
+
+class TeacherFeatures(nn.Module):
+    """The last hidden layer of a teacher, as a module (for the hint loss).
+
+    A network exposes it through a ``features(X)`` method, as the default MLP
+    does (or a ``features`` submodule, as torchvision's models do); the
+    wrappers pass it through. A blend's features are its members' side by
+    side, each scaled by the square root of its weight, so that matching them
+    is the blend-weighted sum of matching each member's; members without
+    hidden features (the linear model) are left out.
+
+    Parameters
+    ----------
+    teacher : torch.nn.Module
+        The teacher, which must have features (see :func:`has_features`).
+    """
+
+    def __init__(self, teacher):
+        super().__init__()
+        self.teacher = teacher
+
+    def forward(self, X):
+        """Return the teacher's features of rows ``X``, flattened."""
+        return _features(self.teacher, X)
+
+
+def has_features(module):
+    """Return whether :class:`TeacherFeatures` can read a hidden layer of ``module``."""
+    if isinstance(module, BlendedTeacher):
+        return any(True for _ in _featured_members(module))
+    if isinstance(module, (Standardised, LogOf)):
+        return has_features(module.module)
+    return callable(getattr(module, "features", None))
+
+
+def _features(module, X):
+    if isinstance(module, BlendedTeacher):
+        return torch.cat(
+            [
+                weight.sqrt() * _features(member, X)
+                for weight, member in _featured_members(module)
+            ],
+            dim=1,
+        )
+    if isinstance(module, Standardised):
+        return _features(module.module, X * module.scale + module.mean)
+    if isinstance(module, LogOf):
+        return _features(module.module, X)
+    return module.features(X).flatten(1)
+
+
+def _featured_members(blend):
+    """Yield ``(weight, member)`` for the weighted members with hidden features."""
+    for name, member in blend.members.items():
+        weight = getattr(blend, f"weight_{name}")
+        if weight and has_features(member):
+            yield weight, member
+
+
+def bag(networks, classification):
+    """Average ``networks`` with equal weights (bagging), as one teacher."""
+    members = {f"fold{i}": network for i, network in enumerate(networks)}
+    weights = dict.fromkeys(members, 1.0 / len(members))
+    return BlendedTeacher(members, weights, classification)
+
+
+def linear_module(model, n_features, classes=None):
+    """Copy a fitted scikit-learn linear model into an ``nn.Linear``.
+
+    Parameters
+    ----------
+    model : LogisticRegression or Ridge-like estimator
+        Fitted on standardised rows (and, for regression, standardised targets).
+    n_features : int
+        Input width.
+    classes : ndarray of int, default=None
+        Classification: the estimator's encoded classes (``0..n_classes-1``);
+        a class ``model`` never saw gets a logit of -30.
+    """
+    coef = np.atleast_2d(model.coef_)
+    intercept = np.atleast_1d(model.intercept_)
+    if classes is None:
+        weight, bias = coef, intercept
+    else:
+        weight = np.zeros((len(classes), n_features))
+        bias = np.full(len(classes), _UNSEEN_CLASS_LOGIT)
+        if len(model.classes_) == 2 and coef.shape[0] == 1:
+            # Binary logistic regression has one logit; [0, z] is equivalent.
+            bias[model.classes_] = [0.0, intercept[0]]
+            weight[model.classes_[1]] = coef[0]
+        else:
+            weight[model.classes_] = coef
+            bias[model.classes_] = intercept
+    layer = nn.Linear(n_features, weight.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+        layer.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+    return layer

@@ -1,4 +1,4 @@
-"""Saving, loading and exporting fitted estimators without pickle.
+"""Saving and loading fitted estimators without pickle.
 
 :func:`save` writes one ``.safetensors`` file: the networks' weights and the
 scalers' statistics as tensors, and the estimator's parameters and fitted
@@ -7,33 +7,29 @@ metadata as JSON in the file's header. :func:`load` reads it back with
 source cannot run code. A SHA-256 digest over the header and every tensor is
 checked on load, so an edited or corrupted file is refused.
 
-:func:`export_onnx` writes the student, with the input scaling (and, for
-regression, the target scaling) folded in, as an ONNX graph.
+:func:`~sktd.export_onnx` (in ``_onnx``) writes the student as ONNX.
 """
 
 import hashlib
 import json
-import warnings
 
 import numpy as np
 import torch
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
-from torch import nn
 
+from ._estimators import TransferDistillClassifier, TransferDistillRegressor
+from ._guard import bag_size, teacher_architecture
+from ._nets import DistillationNet, SupervisedNet
 from ._networks import MLP
 
 FORMAT = "sktd-safetensors"
 FORMAT_VERSION = 1
 
 
-def _estimator_classes():
-    from ._estimators import TransferDistillClassifier, TransferDistillRegressor
-
-    return {
-        cls.__name__: cls
-        for cls in (TransferDistillClassifier, TransferDistillRegressor)
-    }
+ESTIMATORS = {
+    cls.__name__: cls for cls in (TransferDistillClassifier, TransferDistillRegressor)
+}
 
 
 def save(estimator, path):
@@ -62,7 +58,7 @@ def save(estimator, path):
     """
     from safetensors.torch import save_file
 
-    if type(estimator).__name__ not in _estimator_classes():
+    if type(estimator).__name__ not in ESTIMATORS:
         raise TypeError(
             "save expects a TransferDistillClassifier or TransferDistillRegressor, "
             f"got {type(estimator).__name__}."
@@ -110,7 +106,11 @@ def save(estimator, path):
         "transfer_choice": estimator.transfer_choice_,
         "transfer_weights": estimator.transfer_weights_,
         "transfer_losses": estimator.transfer_losses_,
-        "target_network_bag_size": _bag_size(estimator),
+        "target_network_bag_size": bag_size(
+            estimator.teacher_.module_,
+            estimator.transfer_choice_,
+            estimator.transfer_weights_,
+        ),
     }
     header = json.dumps(metadata, sort_keys=True)
     save_file(
@@ -165,7 +165,7 @@ def load(path):
             f"{metadata.get('format_version')}; this sktd reads {FORMAT!r} up to "
             f"version {FORMAT_VERSION}."
         )
-    classes = _estimator_classes()
+    classes = ESTIMATORS
     if metadata["estimator"] not in classes:
         raise ValueError(
             f"{path} names an unknown estimator {metadata['estimator']!r}."
@@ -212,99 +212,20 @@ def load(path):
     return estimator
 
 
-def export_onnx(estimator, path):
-    """Write the student, with its input and output scaling, as ONNX.
-
-    The graph takes float32 rows ``X`` of shape ``(n, n_features_in_)`` and
-    returns ``probabilities`` (classifier, in the order of ``classes_``) or
-    ``predictions`` (regressor, shape ``(n, n_outputs_)``).
-    """
-    check_is_fitted(estimator)
-    graph = _ExportedStudent(estimator).eval()
-    output = "probabilities" if hasattr(estimator, "classes_") else "predictions"
-    example = torch.zeros(2, estimator.n_features_in_)
-    with warnings.catch_warnings():
-        # The TorchScript exporter is deprecated in favour of torch.export's,
-        # which needs onnxscript; for a plain MLP both give the same graph.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            graph,
-            (example,),
-            str(path),
-            input_names=["X"],
-            output_names=[output],
-            dynamic_axes={"X": {0: "n_rows"}, output: {0: "n_rows"}},
-            dynamo=False,
-        )
-
-
-class _ExportedStudent(nn.Module):
-    """The student between the estimator's own scalings, as one module."""
-
-    def __init__(self, estimator):
-        super().__init__()
-        import copy
-
-        self.student = copy.deepcopy(estimator.student_.module_).cpu().float()
-        scaler = estimator.input_scaler_
-        self.register_buffer("mean", torch.tensor(scaler.mean_, dtype=torch.float32))
-        self.register_buffer("scale", torch.tensor(scaler.scale_, dtype=torch.float32))
-        self.is_classifier = hasattr(estimator, "classes_")
-        if not self.is_classifier:
-            target = estimator.target_scaler_
-            self.register_buffer(
-                "y_mean", torch.tensor(target.mean_, dtype=torch.float32)
-            )
-            self.register_buffer(
-                "y_scale", torch.tensor(target.scale_, dtype=torch.float32)
-            )
-
-    def forward(self, X):
-        """Return probabilities or predictions in the units of ``y``."""
-        outputs = self.student((X - self.mean) / self.scale)
-        if self.is_classifier:
-            return torch.softmax(outputs, dim=1)
-        return outputs * self.y_scale + self.y_mean
-
-
 def _teacher_module(estimator, metadata):
     """Rebuild the teacher's architecture: one candidate, or their blend."""
-    from ._transfer import BlendedTeacher, bag
-
-    classification = metadata["classes"] is not None
-
-    def network():
-        sizes = estimator.teacher_hidden_layer_sizes
-        return MLP(estimator.n_features_in_, estimator.n_outputs_, sizes)
-
-    def candidate(name):
-        if name == "target_linear":
-            return nn.Linear(estimator.n_features_in_, estimator.n_outputs_)
-        if name == "target_network":
-            n_networks = metadata["target_network_bag_size"]
-            return bag([network() for _ in range(n_networks)], classification)
-        return network()
-
-    choice, weights = metadata["transfer_choice"], metadata["transfer_weights"]
-    if choice != "blend":
-        return candidate(choice)
-    members = {name: candidate(name) for name, weight in weights.items() if weight}
-    return BlendedTeacher(members, weights, classification=classification)
-
-
-def _bag_size(estimator):
-    """Return how many fold networks the teacher's target-only bag holds (0: none)."""
-    if not estimator.transfer_weights_.get("target_network"):
-        return 0
-    teacher = estimator.teacher_.module_
-    if estimator.transfer_choice_ == "blend":
-        teacher = teacher.members["target_network"]
-    return len(teacher.members)
+    return teacher_architecture(
+        metadata["transfer_choice"],
+        metadata["transfer_weights"],
+        estimator.n_features_in_,
+        estimator.n_outputs_,
+        estimator.teacher_hidden_layer_sizes,
+        metadata["target_network_bag_size"],
+        classification=metadata["classes"] is not None,
+    )
 
 
 def _fitted_net(estimator, name, module):
-    from ._training import DistillationNet, SupervisedNet
-
     if name == "teacher":
         net = SupervisedNet(
             module=module,

@@ -86,16 +86,11 @@ def plot_agreement(estimator, X, ax=None):
     ax : matplotlib Axes
         The axis drawn on.
     """
-    from ._training import forward_rows
-
     check_is_fitted(estimator)
     plt = _pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 4))
-    rows = estimator._transform_inputs(X)
-    teacher = estimator._outputs_to_predictions(
-        forward_rows(estimator.teacher_.module_, rows, estimator.device)
-    )
+    teacher = estimator._outputs_to_predictions(estimator._teacher_outputs(X))
     student = estimator.predict(X)
     if hasattr(estimator, "classes_"):
         classes = estimator.classes_

@@ -141,7 +141,7 @@ class TargetKFold(_TargetSplitter):
             shuffle=self.shuffle,
             random_state=self.random_state if self.shuffle else None,
         )
-        if labels is not None and _stratifiable(labels, self.n_splits):
+        if labels is not None and _can_stratify(labels, self.n_splits):
             return StratifiedKFold(**options).split(candidates, labels)
         return KFold(**options).split(candidates)
 
@@ -191,7 +191,7 @@ def _unlabelled_rows(y):
     return is_unlabelled_class(y) if y.ndim == 1 else np.zeros(len(y), dtype=bool)
 
 
-def _stratifiable(labels, n_splits):
+def _can_stratify(labels, n_splits):
     if type_of_target(labels) not in ("binary", "multiclass"):
         return False
     _, counts = np.unique(labels, return_counts=True)

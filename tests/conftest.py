@@ -3,11 +3,13 @@ import pytest
 from sklearn.datasets import make_classification, make_regression
 
 # Small networks and few epochs: tests check behaviour, not accuracy records.
+# The guard (five candidates over five folds) is off unless a test is about it.
 FAST = dict(
     teacher_hidden_layer_sizes=(16,),
     student_hidden_layer_sizes=(8,),
     learning_rate_init=0.01,
     max_iter=15,
+    negative_transfer_guard=False,
 )
 
 
@@ -35,3 +37,33 @@ def regression_domains():
     y_target = y[150:].copy()
     y_target[20:] = np.nan
     return X[:150], y[:150], X_target, y_target
+
+
+@pytest.fixture(scope="session")
+def make_trainer():
+    """Build a ``StageTrainer`` from arrays' point of view, small by default."""
+    from torch import nn
+
+    from sktd._trainer import StageTrainer, TrainingSettings
+
+    def make(
+        criterion=nn.CrossEntropyLoss, classification=True, n_outputs=3, **changes
+    ):
+        settings = dict(
+            learning_rate=0.01,
+            weight_decay=0.0,
+            max_epochs=15,
+            batch_size="auto",
+            early_stopping=False,
+            validation_fraction=0.1,
+            n_iter_no_change=10,
+            tol=1e-4,
+            verbose=0,
+            device="cpu",
+        )
+        settings.update(changes)
+        return StageTrainer(
+            TrainingSettings(**settings), criterion, classification, n_outputs
+        )
+
+    return make

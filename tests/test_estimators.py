@@ -7,8 +7,8 @@ from sklearn.model_selection import GridSearchCV
 from skorch import NeuralNetClassifier
 
 from sktd import TransferDistillClassifier, TransferDistillRegressor
+from sktd._nets import DistillationNet, SupervisedNet
 from sktd._networks import MLP
-from sktd._training import DistillationNet, SupervisedNet
 
 ESTIMATORS = [TransferDistillClassifier, TransferDistillRegressor]
 
@@ -28,69 +28,6 @@ def _weights(module):
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def test_distillation_leaves_teacher_unchanged_and_trains_student(task, fast_params):
-    cls, (X, y, X_target, y_target) = task
-    seen = {}
-
-    class Recording(cls):
-        def _distil(self, teacher, domains):
-            seen["before"] = _weights(teacher.module_)
-            student = super()._distil(teacher, domains)
-            seen["after"] = _weights(teacher.module_)
-            return student
-
-    Recording.__name__ = cls.__name__
-    n_outputs = 3 if cls is TransferDistillClassifier else 1
-    initial_student = MLP(X.shape[1], n_outputs, (8,))
-    initial_weights = _weights(initial_student)
-    model = Recording(student=initial_student, random_state=0, **fast_params)
-    model.fit(X, y, X_target=X_target, y_target=y_target)
-
-    for name, value in seen["before"].items():
-        assert torch.equal(value, seen["after"][name]), name
-    trained = _weights(model.student_.module_)
-    assert any(not torch.equal(initial_weights[k], trained[k]) for k in trained)
-    # The module handed in is copied, not trained in place.
-    for name, value in _weights(initial_student).items():
-        assert torch.equal(value, initial_weights[name])
-    # The teacher's parameters never reach the student's optimizer.
-    teacher_ids = {id(p) for p in model.teacher_.module_.parameters()}
-    optimised = {
-        id(p) for g in model.student_.optimizer_.param_groups for p in g["params"]
-    }
-    assert not teacher_ids & optimised
-
-
-def test_teacher_outputs_stay_aligned_with_rows_under_shuffling(
-    task, fast_params, monkeypatch
-):
-    cls, (X, y, X_target, y_target) = task
-    checked = []
-    original_get_loss = DistillationNet.get_loss
-
-    def checking_get_loss(self, y_pred, y_true, X=None, training=False):
-        if training:
-            expected = checking_get_loss.teacher(X)
-            n = expected.shape[1]
-            torch.testing.assert_close(y_true[:, :n], expected)
-            checked.append(len(X))
-        return original_get_loss(self, y_pred, y_true, X=X, training=training)
-
-    class Recording(cls):
-        def _distil(self, teacher, domains):
-            module = teacher.module_
-            checking_get_loss.teacher = lambda rows: module(rows).detach()
-            return super()._distil(teacher, domains)
-
-    Recording.__name__ = cls.__name__
-    monkeypatch.setattr(DistillationNet, "get_loss", checking_get_loss)
-    fast_params.update(batch_size=16, max_iter=2)
-    model = Recording(random_state=0, **fast_params)
-    model.fit(X, y, X_target=X_target, y_target=y_target)
-    # Every row of the transfer set was checked in every epoch.
-    assert sum(checked) == 2 * (len(X) + len(X_target))
-
-
 def test_unlabelled_rows_reach_distillation_only(task, fast_params, monkeypatch):
     cls, (X, y, X_target, y_target) = task
     supervised, distilled = [], []
@@ -102,11 +39,12 @@ def test_unlabelled_rows_reach_distillation_only(task, fast_params, monkeypatch)
         return original_supervised_fit(self, X, y, **kwargs)
 
     def distillation_fit(self, X, y=None, **kwargs):
-        distilled.append(y.numpy().copy())
+        distilled.append(y["labels"].numpy().reshape(len(X), -1).copy())
         return original_distillation_fit(self, X, y, **kwargs)
 
     monkeypatch.setattr(SupervisedNet, "fit", supervised_fit)
     monkeypatch.setattr(DistillationNet, "fit", distillation_fit)
+    fast_params["negative_transfer_guard"] = True
     cls(random_state=0, **fast_params).fit(X, y, X_target=X_target, y_target=y_target)
 
     n_labelled_target = 20
@@ -151,7 +89,7 @@ def test_source_labels_teach_when_no_target_row_is_labelled(
     original_distillation_fit = DistillationNet.fit
 
     def distillation_fit(self, X, y=None, **kwargs):
-        distilled.append(y.numpy().copy())
+        distilled.append(y["labels"].numpy().reshape(len(X), -1).copy())
         return original_distillation_fit(self, X, y, **kwargs)
 
     monkeypatch.setattr(DistillationNet, "fit", distillation_fit)
@@ -163,10 +101,16 @@ def test_source_labels_teach_when_no_target_row_is_labelled(
 
 def test_same_seed_same_predictions_and_pickle_round_trip(task, fast_params):
     cls, (X, y, X_target, y_target) = task
-    first = cls(random_state=3, **fast_params).fit(X, y, X_target, y_target)
-    second = cls(random_state=3, **fast_params).fit(X, y, X_target, y_target)
+    first = cls(random_state=3, **fast_params).fit(
+        X, y, X_target=X_target, y_target=y_target
+    )
+    second = cls(random_state=3, **fast_params).fit(
+        X, y, X_target=X_target, y_target=y_target
+    )
     np.testing.assert_array_equal(first.predict(X_target), second.predict(X_target))
-    other = cls(random_state=4, **fast_params).fit(X, y, X_target, y_target)
+    other = cls(random_state=4, **fast_params).fit(
+        X, y, X_target=X_target, y_target=y_target
+    )
     assert not np.array_equal(
         first._student_outputs(X_target), other._student_outputs(X_target)
     )
@@ -226,28 +170,21 @@ def test_source_only_fit_is_plain_distillation(task, fast_params):
 
 def test_target_without_labels_skips_transfer(classification_domains, fast_params):
     X, y, X_target, _ = classification_domains
-    seen = []
-
-    class Recording(TransferDistillClassifier):
-        def _transfer(self, teacher, domains):
-            result = super()._transfer(teacher, domains)
-            seen.append(result.module_ is teacher.module_)
-            return result
-
-    Recording.__name__ = "TransferDistillClassifier"
-    model = Recording(random_state=0, **fast_params).fit(X, y, X_target=X_target)
-    assert seen == [True]
+    model = TransferDistillClassifier(random_state=0, **fast_params)
+    model.fit(X, y, X_target=X_target)
     assert model.history_["transfer"] is None
     assert model.transfer_choice_ == "pretrained"
+    assert model.transfer_losses_ is None
+    assert model.transfer_weights_["pretrained"] == 1.0
 
 
 def test_raw_unscaled_features_are_standardised(classification_domains, fast_params):
     X, y, X_target, y_target = classification_domains
     scale = np.array([1e6, 1e-6, 1.0, 1e3, 1e-3, 10.0])
     scaled = TransferDistillClassifier(random_state=0, **fast_params)
-    scaled.fit(X, y, X_target, y_target)
+    scaled.fit(X, y, X_target=X_target, y_target=y_target)
     raw = TransferDistillClassifier(random_state=0, **fast_params)
-    raw.fit(X * scale, y, X_target * scale, y_target)
+    raw.fit(X * scale, y, X_target=X_target * scale, y_target=y_target)
     agreement = np.mean(scaled.predict(X_target) == raw.predict(X_target * scale))
     assert agreement > 0.95
 
@@ -270,8 +207,8 @@ def test_distillation_report(task, fast_params):
     cls, (X, y, X_target, y_target) = task
     # Without the guard the teacher is the (large) transferred network; the
     # guard may rightly pick a smaller linear model on these linear tasks.
-    model = cls(negative_transfer_guard=False, random_state=0, **fast_params)
-    model.fit(X, y, X_target, y_target)
+    model = cls(random_state=0, **fast_params)
+    model.fit(X, y, X_target=X_target, y_target=y_target)
     labelled = slice(0, 20)
     report = model.distillation_report(X_target[labelled], y_target[labelled])
     assert set(report) == {"teacher", "student"}
@@ -321,8 +258,8 @@ def _feature_fit(student_features, teacher_features):
 def test_hint_weight_pulls_student_features_towards_the_teachers(
     classification_domains,
 ):
-    from sktd._training import forward_rows, standardise
-    from sktd._transfer import TeacherFeatures
+    from sktd._arrays import forward_rows, standardise
+    from sktd._networks import TeacherFeatures
 
     X, y, X_target, y_target = classification_domains
     params = dict(
@@ -359,36 +296,42 @@ def test_hint_weight_pulls_student_features_towards_the_teachers(
     assert hinted.score(X_target[:20], y_target[:20]) > 0.5
 
 
-def test_hint_with_a_teacher_without_hidden_layers_warns_and_trains_without(
-    classification_domains, fast_params, monkeypatch
-):
-    import sktd._estimators
+def test_hint_refusals_come_before_any_training(classification_domains):
+    class Untrainable(torch.nn.Linear):
+        def forward(self, X):
+            raise AssertionError("trained before refusing")
 
-    def choose(outputs, y, classification, **kwargs):
-        weights = {name: float(name == "target_linear") for name in outputs}
-        return weights, dict.fromkeys([*outputs, "blend"], 0.0)
-
-    monkeypatch.setattr(sktd._estimators, "choose_weights", choose)
     X, y, X_target, y_target = classification_domains
-    model = TransferDistillClassifier(hint_weight=1.0, random_state=0, **fast_params)
-    with pytest.warns(UserWarning, match="has no hidden layer to match"):
-        model.fit(X, y, X_target=X_target, y_target=y_target)
-    assert model.transfer_choice_ == "target_linear"
-    assert type(model.student_.module_) is MLP
-
-
-def test_hint_refusals_come_before_any_training(classification_domains, monkeypatch):
-    from sktd._estimators import BaseTransferDistill
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("trained before refusing")
-
-    monkeypatch.setattr(BaseTransferDistill, "_pretrain", no_training)
-    X, y, X_target, y_target = classification_domains
-    model = TransferDistillClassifier(hint_weight=1.0, consistent_teaching="mixup")
+    teacher = Untrainable(6, 3)
+    model = TransferDistillClassifier(
+        teacher=teacher, hint_weight=1.0, consistent_teaching="mixup"
+    )
     with pytest.raises(ValueError, match="hint_weight=1.0 cannot be combined"):
         model.fit(X, y, X_target=X_target, y_target=y_target)
     student = NeuralNetClassifier(torch.nn.Linear, module__in_features=6)
-    model = TransferDistillClassifier(student=student, hint_weight=1.0)
+    model = TransferDistillClassifier(teacher=teacher, student=student, hint_weight=1.0)
     with pytest.raises(ValueError, match="the student Linear has none"):
         model.fit(X, y, X_target=X_target, y_target=y_target)
+
+
+def test_domain_arguments_of_fit_are_keyword_only(classification_domains):
+    X, y, X_target, y_target = classification_domains
+    with pytest.raises(TypeError, match="positional"):
+        TransferDistillClassifier().fit(X, y, X_target, y_target)
+
+
+def test_classifier_and_regressor_document_shared_parameters_alike():
+    from sklearn.utils._testing import assert_docstring_consistency
+
+    # Parameters whose meaning differs by task (the teacher's output, the
+    # guard's linear model, the target scaler) are described per class.
+    differing = {"teacher", "teacher_pretrained", "negative_transfer_guard"}
+    shared = [
+        name
+        for name in TransferDistillRegressor().get_params()
+        if name not in differing
+    ]
+    assert_docstring_consistency(
+        [TransferDistillClassifier, TransferDistillRegressor],
+        include_params=shared,
+    )

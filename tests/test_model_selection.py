@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import sklearn
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -161,7 +162,21 @@ def test_cross_validate_with_routing_on(stacked, fast_params):
             {"transferdistillclassifier__temperature": [2.0, 4.0]},
             cv=TargetKFold(3),
         ).fit(X, y, sample_domain=domain)
-        assert grid.best_params_["transferdistillclassifier__temperature"] in (2.0, 4.0)
+        # The search scored each temperature as cross-validation by hand does,
+        # so sample_domain reached every fit, and kept the better one.
+        by_hand = [
+            cross_val_score(
+                clone(pipe).set_params(transferdistillclassifier__temperature=t),
+                X,
+                y,
+                cv=TargetKFold(3),
+                params={"sample_domain": domain},
+            ).mean()
+            for t in (2.0, 4.0)
+        ]
+        np.testing.assert_allclose(grid.cv_results_["mean_test_score"], by_hand)
+        best = (2.0, 4.0)[int(np.argmax(by_hand))]
+        assert grid.best_params_["transferdistillclassifier__temperature"] == best
 
 
 def test_routed_fit_uses_the_domains(stacked, fast_params):

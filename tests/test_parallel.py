@@ -1,5 +1,7 @@
 """Model selection runs unchanged under joblib's Dask backend."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,16 @@ from sktd import TransferDistillClassifier, stack_domains
 from sktd.model_selection import TargetKFold
 
 distributed = pytest.importorskip("distributed")
+
+FIT_THREADS = []
+
+
+class ThreadRecordingClassifier(TransferDistillClassifier):
+    """Records the thread each fit runs in."""
+
+    def fit(self, X, y, **params):
+        FIT_THREADS.append(threading.current_thread().name)
+        return super().fit(X, y, **params)
 
 
 @pytest.fixture
@@ -29,11 +41,12 @@ def test_grid_search_under_dask_local_cluster(
     X, y, X_target, y_target = classification_domains
     X_all, y_all, domain = stack_domains(X, y, X_target, y_target)
     grid = GridSearchCV(
-        TransferDistillClassifier(random_state=0, **fast_params),
+        ThreadRecordingClassifier(random_state=0, **fast_params),
         {"temperature": [2.0, 4.0]},
         cv=TargetKFold(2),
         n_jobs=2,
     )
+    FIT_THREADS.clear()
     with (
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
@@ -42,9 +55,11 @@ def test_grid_search_under_dask_local_cluster(
     ):
         with parallel_backend("dask"):
             grid.fit(X_all, y_all, groups=domain, sample_domain=domain)
-        # The work really ran on the cluster's workers.
-        assert client.run(lambda: True)
-        assert len(cluster.workers) == 2
+        # The work really ran on the cluster's workers: the 2 x 2 fits of
+        # the search in Dask's worker threads, the final refit here.
+        assert len(cluster.workers) == 2 and client.status == "running"
+    assert sum("Dask" in name for name in FIT_THREADS) == 4
+    assert FIT_THREADS[-1] == threading.current_thread().name
 
     sequential = GridSearchCV(
         TransferDistillClassifier(random_state=0, **fast_params),

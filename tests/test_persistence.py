@@ -8,7 +8,7 @@ from torch import nn
 
 import sktd
 from sktd import TransferDistillClassifier, TransferDistillRegressor, load, save
-from sktd._transfer import CANDIDATES
+from sktd._guard import CANDIDATES
 
 
 @pytest.fixture(params=["classifier", "regressor", "strings", "dataframe"])
@@ -89,13 +89,16 @@ def test_round_trip_of_every_teacher_the_guard_builds(
     tmp_path,
     monkeypatch,
 ):
-    import sktd._estimators
+    import sktd._guard
 
+    # The guard's own search would pick one blend; each structure it can
+    # build must round-trip, so the weights are forced.
     def choose(outputs, y, classification, **kwargs):
         weights = {name: forced.get(name, 0.0) for name in outputs}
         return weights, {name: 0.0 for name in [*outputs, "blend"]}
 
-    monkeypatch.setattr(sktd._estimators, "choose_weights", choose)
+    monkeypatch.setattr(sktd._guard, "choose_weights", choose)
+    fast_params["negative_transfer_guard"] = True
     domains = (
         classification_domains
         if cls is TransferDistillClassifier

@@ -1,10 +1,12 @@
+"""In-memory batches, forward passes and standardisation (``sktd._arrays``)."""
+
 import numpy as np
 import pytest
 import torch
 from skorch.dataset import Dataset
 
+from sktd._arrays import TensorBatches, fit_scaler, forward_rows, softmax, standardise
 from sktd._networks import MLP
-from sktd._training import TensorBatches, fit_scaler, forward_rows, standardise
 
 
 def _dataset(n=103):
@@ -59,7 +61,7 @@ def test_forward_rows_does_not_depend_on_the_other_rows():
 
 
 def test_forward_rows_across_chunks(monkeypatch):
-    import sktd._training as training
+    import sktd._arrays as training
 
     monkeypatch.setattr(training, "_PREDICT_CHUNK", 128)
     module = MLP(4, 2, (8,))
@@ -70,7 +72,7 @@ def test_forward_rows_across_chunks(monkeypatch):
 
 
 def test_chunked_standardisation_matches_scikit_learn(monkeypatch):
-    import sktd._training as training
+    import sktd._arrays as training
 
     monkeypatch.setattr(training, "_PREDICT_CHUNK", 7)
     X = np.random.RandomState(2).normal(5, 3, size=(50, 4))
@@ -86,32 +88,19 @@ def test_chunked_standardisation_matches_scikit_learn(monkeypatch):
     np.testing.assert_allclose(out, reference.transform(X), rtol=1e-6, atol=1e-6)
 
 
-def test_hint_term_adds_weighted_feature_error_to_the_distillation_loss():
-    from torch import nn
+def test_named_targets_are_batched_with_one_index():
+    X = torch.arange(10.0)[:, None]
+    y = {"teacher": torch.arange(10.0)[:, None] * 2, "labels": torch.arange(10)}
+    batches = list(TensorBatches(Dataset(X, y), batch_size=4, shuffle=True, seed=0))
+    assert [len(Xb) for Xb, _ in batches] == [4, 4, 2]
+    for Xb, yb in batches:
+        torch.testing.assert_close(yb["teacher"], Xb * 2)
+        assert torch.equal(yb["labels"], Xb[:, 0].long())
 
-    from sktd._training import DistillationNet
 
-    class Loss(nn.Module):
-        def forward(self, outputs, teacher, labels):
-            return ((outputs - teacher) ** 2).mean() + labels.sum()
-
-    net = DistillationNet(
-        module=nn.Linear(2, 2), criterion=Loss, hint_weight=0.5, n_hint_columns=3
-    ).initialize()
-    torch.manual_seed(0)
-    outputs, hints = torch.randn(4, 2), torch.randn(4, 3)
-    teacher, labels, teacher_hints = (
-        torch.randn(4, 2),
-        torch.zeros(4, 1),
-        torch.randn(4, 3),
-    )
-    labels[0] = 1.0
-    loss = net.get_loss(
-        torch.cat([outputs, hints], 1), torch.cat([teacher, labels, teacher_hints], 1)
-    )
-    expected = (
-        ((outputs - teacher) ** 2).mean()
-        + 1.0
-        + 0.5 * ((hints - teacher_hints) ** 2).mean()
-    )
-    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+def test_softmax_keeps_the_dtype_and_sums_to_one():
+    logits = np.array([[1.0, 2.0, 3.0], [1000.0, 0.0, -1000.0]], dtype=np.float32)
+    proba = softmax(logits)
+    assert proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert proba[1, 0] == pytest.approx(1.0)

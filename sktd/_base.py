@@ -1,0 +1,513 @@
+"""The estimator layer shared by the classifier and the regressor.
+
+:class:`BaseTransferDistill` validates parameters and inputs, reads as its three
+stages in ``fit`` and hands arrays to the engine: the stage trainer
+(``_trainer``), the transfer strategies (``_strategies``), the negative-transfer
+guard (``_guard``) and the distillation (``_distillation``). The fitted state is
+built aside and assigned in one step at the end of ``fit``, so an error or an
+interrupt leaves the estimator as it was. It predicts with the student.
+"""
+
+import copy
+import time
+from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, _fit_context, is_classifier
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch import NeuralNet
+
+from ._arrays import fit_scaler, forward_rows, standardise
+from ._distillation import check_hint, distil
+from ._domains import Domains, check_domains, check_sample_domain
+from ._guard import GUARD_MIN_ROWS, all_weights, choice_of, guard
+from ._nets import SupervisedNet
+from ._networks import count_parameters
+from ._onnx import export_onnx
+from ._seeds import Seeds, seeded_torch
+from ._strategies import TRANSFER_STRATEGIES, TransferStrategy, adapt_pretrained
+from ._trainer import StageTrainer, TrainingSettings
+
+
+class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
+    """Shared machinery of the classifier and the regressor.
+
+    Warning: this class should not be used directly; use
+    :class:`~sktd.TransferDistillClassifier` or
+    :class:`~sktd.TransferDistillRegressor`. Subclasses say how labels are
+    validated and encoded, which supervised criterion and distillation loss
+    to use, and how outputs become predictions.
+    """
+
+    _parameter_constraints = {
+        "teacher": [None, HasMethods(["forward"]), NeuralNet],
+        "student": [None, HasMethods(["forward"]), NeuralNet],
+        "teacher_pretrained": [StrOptions({"auto"}), "boolean"],
+        "teacher_hidden_layer_sizes": ["array-like"],
+        "student_hidden_layer_sizes": ["array-like"],
+        "transfer_strategy": [StrOptions(set(TRANSFER_STRATEGIES))],
+        "l2sp_strength": [Interval(Real, 0, None, closed="left")],
+        "negative_transfer_guard": ["boolean"],
+        "alpha": [Interval(Real, 0, 1, closed="both")],
+        "hint_weight": [Interval(Real, 0, None, closed="left")],
+        "consistent_teaching": [None, StrOptions({"noise", "mixup"})],
+        "noise_scale": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "device": [str, torch.device],
+    }
+
+    @abstractmethod
+    def __init__(
+        self,
+        teacher,
+        student,
+        *,
+        teacher_pretrained,
+        teacher_hidden_layer_sizes,
+        student_hidden_layer_sizes,
+        transfer_strategy,
+        l2sp_strength,
+        negative_transfer_guard,
+        alpha,
+        hint_weight,
+        consistent_teaching,
+        noise_scale,
+        learning_rate_init,
+        batch_size,
+        max_iter,
+        weight_decay,
+        early_stopping,
+        validation_fraction,
+        n_iter_no_change,
+        tol,
+        random_state,
+        verbose,
+        device,
+    ):
+        self.teacher = teacher
+        self.student = student
+        self.teacher_pretrained = teacher_pretrained
+        self.teacher_hidden_layer_sizes = teacher_hidden_layer_sizes
+        self.student_hidden_layer_sizes = student_hidden_layer_sizes
+        self.transfer_strategy = transfer_strategy
+        self.l2sp_strength = l2sp_strength
+        self.negative_transfer_guard = negative_transfer_guard
+        self.alpha = alpha
+        self.hint_weight = hint_weight
+        self.consistent_teaching = consistent_teaching
+        self.noise_scale = noise_scale
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+
+    # ------------------------------------------------------------------ fit
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, *, X_target=None, y_target=None, sample_domain=None):
+        """Pretrain a teacher, transfer it to the target, distil a student.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Source rows (split form) or source and target rows (stacked form,
+            with ``sample_domain``).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Labels of ``X``. In the stacked form, target rows may be
+            unlabelled: ``-1`` for classifiers, ``NaN`` for regressors.
+        X_target : array-like of shape (n_target, n_features), default=None
+            Target rows (split form).
+        y_target : array-like of shape (n_target,), default=None
+            Labels of ``X_target``, ``-1`` / ``NaN`` where unknown. ``None``
+            with ``X_target`` given means every target row is unlabelled.
+        sample_domain : array-like of shape (n_samples,), default=None
+            Stacked form: ``> 0`` on source rows, ``< 0`` on target rows.
+            Cannot be combined with ``X_target``.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        _check_device(self.device)
+        check_hint(self.hint_weight, self.consistent_teaching, self.student)
+        domains, fitted = self._validate_domains(
+            X, y, X_target, y_target, sample_domain
+        )
+        seeds = Seeds(self.random_state)
+        trainer = self._trainer(fitted["n_outputs_"])
+        with seeded_torch(seeds("torch")):
+            pretrained, pretrain_history = self._pretrain(
+                domains, trainer, seeds, fitted
+            )
+            teacher, transfer_history, choice = self._transfer(
+                pretrained, domains, trainer, seeds
+            )
+            fitted.update(choice)
+            student = self._distil(teacher.module_, domains, trainer, seeds, fitted)
+        fitted.update(
+            teacher_=teacher,
+            student_=student,
+            history_={
+                "pretrain": pretrain_history,
+                "transfer": transfer_history,
+                "distil": student.history,
+            },
+            n_iter_=len(student.history),
+        )
+        self._set_fitted(fitted)
+        return self
+
+    def _pretrain(self, domains, trainer, seeds, fitted):
+        """Stage 1: train the teacher on the labelled source rows.
+
+        Returns the net and its history. A teacher the user pretrained is
+        taken as it is (its head resized to the task if needed), with no
+        history.
+        """
+        if self._teacher_is_pretrained():
+            module, resized = adapt_pretrained(
+                self.teacher,
+                fitted["n_outputs_"],
+                fitted["input_scaler_"],
+                fitted.get("target_scaler_"),
+                seed=seeds("head"),
+            )
+            if resized and not domains.labelled_target.any():
+                raise ValueError(
+                    "The pretrained teacher's output width differs from the task's "
+                    f"{fitted['n_outputs_']} outputs, so its head is re-initialised "
+                    "and must be trained: pass labelled target rows (y_target)."
+                )
+            net = trainer.fitted(
+                SupervisedNet, module.to(self.device), self.teacher, stage="pretrain"
+            )
+            return net, None
+        seed = seeds("pretrain")
+        module = trainer.new_module(
+            self.teacher, self.teacher_hidden_layer_sizes, domains.X.shape[1], seed
+        )
+        net = trainer.net(
+            SupervisedNet, module, self.teacher, stage="pretrain", seed=seed
+        )
+        X, y = _rows(domains.X, domains.source), _rows(domains.y, domains.source)
+        net = trainer.fit(net, X, y, stratify=True)
+        return net, net.history
+
+    def _transfer(self, pretrained, domains, trainer, seeds):
+        """Stage 2: move the teacher to the labelled target rows, guarded.
+
+        A copy of the pretrained network is trained on the labelled target
+        rows with ``transfer_strategy``. With ``negative_transfer_guard`` and
+        enough rows, the teacher is the blend of candidates the guard weighs
+        (``_guard.guard``). With no labelled target row the pretrained network
+        is the teacher. Returns the teacher's net, the transfer's history
+        (``None`` when it did not run) and the ``transfer_*_`` attributes.
+        """
+        rows = domains.labelled_target
+        if not rows.any():
+            net, choice = self._teacher(
+                trainer, pretrained.module_, {"pretrained": 1.0}
+            )
+            return net, None, choice
+        X, y = domains.X[rows], domains.y[rows]
+        strategy = TransferStrategy(
+            self.transfer_strategy, self.l2sp_strength, trainer, self.teacher
+        )
+        transferred = strategy.fine_tune(pretrained.module_, X, y, seeds("transfer"))
+        if not self.negative_transfer_guard or rows.sum() < GUARD_MIN_ROWS:
+            net, choice = self._teacher(
+                trainer, transferred.module_, {"transferred": 1.0}
+            )
+            return net, transferred.history, choice
+        weights, losses, module = guard(
+            pretrained.module_,
+            transferred.module_,
+            X,
+            y,
+            X_pool=domains.X,
+            y_pool=domains.y,
+            source_rows=np.flatnonzero(domains.source),
+            transfer=strategy,
+            network_spec=None if self._teacher_is_pretrained() else self.teacher,
+            hidden_layer_sizes=self.teacher_hidden_layer_sizes,
+            seeds=seeds,
+        )
+        net, choice = self._teacher(trainer, module, weights, losses)
+        return net, transferred.history, choice
+
+    def _teacher(self, trainer, module, weights, losses=None):
+        """Return the teacher's net around ``module`` and its ``transfer_*_`` facts."""
+        net = trainer.fitted(SupervisedNet, module, self.teacher, stage="transfer")
+        choice = {
+            "transfer_weights_": all_weights(weights),
+            "transfer_choice_": choice_of(weights),
+            "transfer_losses_": losses,
+        }
+        return net, choice
+
+    def _distil(self, teacher, domains, trainer, seeds, fitted):
+        """Stage 3: train the student on the teacher's outputs over every row.
+
+        When some target rows are labelled, they are the only hard labels:
+        the student serves the target task, and source labels may disagree
+        with it. Without them, the source labels are the task's.
+        """
+        labels = domains.y
+        if domains.labelled_target.any():
+            labels = labels.copy()
+            labels[domains.is_source] = self._unlabelled_marker()
+        return distil(
+            teacher,
+            domains.X,
+            labels,
+            trainer=trainer,
+            criterion=self._distillation_criterion(),
+            spec=self.student,
+            hidden_layer_sizes=self.student_hidden_layer_sizes,
+            seeds=seeds,
+            # Early stopping watches target rows when there are any: the
+            # student is judged on the target task.
+            validate_on=None if domains.is_source.all() else ~domains.is_source,
+            consistent_teaching=self.consistent_teaching,
+            noise_scale=self.noise_scale,
+            unlabelled_marker=self._unlabelled_marker(),
+            hint_weight=self.hint_weight,
+            teacher_name=fitted["transfer_choice_"],
+        )
+
+    # ------------------------------------------------------ fit plumbing
+
+    def _teacher_is_pretrained(self):
+        if self.teacher_pretrained == "auto":
+            return isinstance(self.teacher, NeuralNet) and getattr(
+                self.teacher, "initialized_", False
+            )
+        if self.teacher_pretrained and self.teacher is None:
+            raise ValueError(
+                "teacher_pretrained=True needs a teacher: pass the pretrained "
+                "torch module or skorch net as teacher."
+            )
+        return bool(self.teacher_pretrained)
+
+    def _trainer(self, n_outputs):
+        settings = TrainingSettings(
+            learning_rate=self.learning_rate_init,
+            weight_decay=self.weight_decay,
+            max_epochs=self.max_iter,
+            batch_size=self.batch_size,
+            early_stopping=self.early_stopping,
+            validation_fraction=self.validation_fraction,
+            n_iter_no_change=self.n_iter_no_change,
+            tol=self.tol,
+            verbose=self.verbose,
+            device=self.device,
+        )
+        return StageTrainer(
+            settings, self._supervised_criterion(), is_classifier(self), n_outputs
+        )
+
+    def _validate_domains(self, X, y, X_target, y_target, sample_domain):
+        """Check every input of ``fit``; return the stacked rows and fitted facts.
+
+        Returns the :class:`Domains` (standardised rows, encoded labels) and a
+        dict of the fitted attributes validation establishes
+        (``n_features_in_``, ``input_scaler_``, ``classes_`` or
+        ``target_scaler_``, ...), to be assigned at the end of ``fit``.
+        """
+        # scikit-learn's validation records the features on the estimator it
+        # is given; a shallow copy keeps this estimator untouched until the end.
+        probe = copy.copy(self)
+        X, y, is_source, target_label_name = check_domains(
+            probe, X, y, X_target, y_target, sample_domain, self._unlabelled_marker()
+        )
+        y, is_labelled, fitted = self._encode_labels(y, is_source, target_label_name)
+        fitted["n_features_in_"] = probe.n_features_in_
+        if hasattr(probe, "feature_names_in_"):
+            fitted["feature_names_in_"] = probe.feature_names_in_
+        fitted["input_scaler_"] = fit_scaler(X)
+        X = standardise(X, fitted["input_scaler_"])
+        domains = Domains(X=X, y=y, is_source=is_source, is_labelled=is_labelled)
+        return domains, fitted
+
+    def _set_fitted(self, fitted):
+        """Replace every fitted attribute (``name_``) by those of ``fitted``."""
+        stale = [
+            name
+            for name in vars(self)
+            if name.endswith("_") and not name.startswith("_") and name not in fitted
+        ]
+        vars(self).update(fitted)
+        for name in stale:
+            del self.__dict__[name]
+
+    # ------------------------------------------------------------- predict
+
+    def _transform_inputs(self, X, sample_domain=None):
+        if "student_" not in self.__dict__:
+            check_is_fitted(self)
+        if not _is_clean_float_array(X, self.n_features_in_) or hasattr(
+            self, "feature_names_in_"
+        ):
+            X = validate_data(self, X, reset=False, dtype=np.float64)
+        if sample_domain is not None:
+            # Predictions are for the target task whatever the domain; the
+            # domains are only checked so that a misaligned array is caught.
+            check_sample_domain(sample_domain, len(X))
+        return standardise(X, self.input_scaler_)
+
+    def _student_outputs(self, X, sample_domain=None):
+        X = self._transform_inputs(X, sample_domain)
+        return forward_rows(self.student_.module_, X, self.device)
+
+    def _teacher_outputs(self, X):
+        """Return the teacher's raw outputs on ``X`` (for reports and plots)."""
+        X = self._transform_inputs(X)
+        return forward_rows(self.teacher_.module_, X, self.device)
+
+    def distillation_report(self, X, y, n_repeats=5):
+        """Compare teacher and student on ``X``, ``y``: what distillation bought.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Evaluation rows (typically held-out target rows).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Their labels.
+        n_repeats : int, default=5
+            Timed predictions per model; the median is reported.
+
+        Returns
+        -------
+        report : dict
+            ``{"teacher": {...}, "student": {...}}``, each with ``score``
+            (accuracy or R²), ``n_params`` and ``latency_ms``, the median
+            wall time to predict all of ``X``.
+        """
+        check_is_fitted(self)
+        report = {}
+        for name, net, outputs_of in (
+            ("teacher", self.teacher_, self._teacher_outputs),
+            ("student", self.student_, self._student_outputs),
+        ):
+            times = []
+            for _ in range(n_repeats):
+                start = time.perf_counter()
+                predictions = self._outputs_to_predictions(outputs_of(X))
+                times.append(time.perf_counter() - start)
+            report[name] = {
+                "score": float(self._score_predictions(y, predictions)),
+                "n_params": count_parameters(net.module_),
+                "latency_ms": 1000.0 * float(np.median(times)),
+            }
+        return report
+
+    def export_onnx(self, path):
+        """Write the student as an ONNX graph, with its input scaling folded in.
+
+        onnxruntime then reproduces :meth:`predict_proba` (classifier, output
+        ``probabilities``) or :meth:`predict` (regressor, output
+        ``predictions``) on float32 rows within 1e-5. Needs the ``onnx`` extra.
+        Same as :func:`sktd.export_onnx`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            File to write, conventionally ending in ``.onnx``.
+        """
+        export_onnx(self, path)
+
+    # -- hooks of the subclasses
+
+    @abstractmethod
+    def _encode_labels(self, y, is_source, target_label_name):
+        """Return encoded labels, the labelled mask and the fitted label facts."""
+
+    @abstractmethod
+    def _unlabelled_marker(self):
+        """Return the label of an unlabelled row: ``-1`` or ``NaN``."""
+
+    @abstractmethod
+    def _supervised_criterion(self):
+        """Return the loss of the pretraining and transfer stages."""
+
+    @abstractmethod
+    def _distillation_criterion(self):
+        """Return the loss of the distillation stage."""
+
+    @abstractmethod
+    def _outputs_to_predictions(self, outputs):
+        """Turn the networks' outputs into predictions in the units of ``y``."""
+
+    @abstractmethod
+    def _score_predictions(self, y, predictions):
+        """Return the accuracy or R² of ``predictions``."""
+
+
+def _check_device(device):
+    """Refuse a ``device`` torch cannot parse or this machine does not have."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"device={device!r} is not a torch device; use 'cpu', "
+            "'cuda', 'cuda:1', 'mps', ..."
+        ) from error
+    availability = {
+        "cuda": ("torch.cuda.is_available()", torch.cuda.is_available),
+        "mps": (
+            "torch.backends.mps.is_available()",
+            torch.backends.mps.is_available,
+        ),
+    }
+    if parsed.type not in availability:
+        return
+    check, is_available = availability[parsed.type]
+    if not is_available():
+        raise ValueError(
+            f"device={device!r}, but this machine or torch build has no "
+            f"{parsed.type} device ({check} is False); use device='cpu'."
+        )
+
+
+def _rows(array, mask):
+    """``array[mask]``, without a copy when every row is selected."""
+    return array if mask.all() else array[mask]
+
+
+def _is_clean_float_array(X, n_features):
+    """Whether ``X`` is what ``validate_data`` would return unchanged.
+
+    Lets predict skip scikit-learn's generic checks, which cost more than the
+    forward pass of a small network on one row.
+    """
+    return (
+        type(X) is np.ndarray
+        and X.ndim == 2
+        and X.dtype.kind == "f"
+        and X.shape[0] > 0
+        and X.shape[1] == n_features
+        and np.isfinite(X).all()
+    )

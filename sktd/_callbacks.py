@@ -1,0 +1,108 @@
+"""skorch callbacks of the stages: progress, the finite-loss guard, unfreezing."""
+
+import sys
+import time
+
+import numpy as np
+from skorch.callbacks import Callback
+
+
+def weighted_layers(module):
+    """Return ``[(name, submodule), ...]`` of the leaf modules holding weights.
+
+    They come in registration order, which for feed-forward networks is input
+    to output; the last one is taken to be the head.
+    """
+    return [
+        (name, sub)
+        for name, sub in module.named_modules()
+        if not list(sub.children()) and any(True for _ in sub.parameters(False))
+    ]
+
+
+class NonFiniteLossError(ArithmeticError):
+    """Raised when a training loss becomes NaN or infinite."""
+
+
+class FiniteLossGuard(Callback):
+    """Stop a stage as soon as its epoch loss is not finite.
+
+    A NaN loss leaves NaN weights behind; training on would return a model
+    that predicts NaN. The estimator catches the error and retries the stage.
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        """Check the epoch's training loss."""
+        loss = net.history[-1].get("train_loss")
+        if loss is not None and not np.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the training loss became {loss} in epoch {len(net.history)}"
+            )
+
+
+class StageProgress(Callback):
+    """One progress line per stage: epoch, losses, time.
+
+    On a terminal the line is rewritten in place every epoch; elsewhere (logs,
+    captured output) only the stage's final line is printed.
+
+    Parameters
+    ----------
+    stage : str
+        Name printed at the start of the line (``"pretrain"``, ...).
+    enabled : bool, default=True
+        ``False`` prints nothing.
+    """
+
+    def __init__(self, stage, enabled=True):
+        self.stage = stage
+        self.enabled = enabled
+
+    def on_train_begin(self, net, **kwargs):
+        """Start the stage's clock."""
+        self.start_ = time.perf_counter()
+
+    def on_epoch_end(self, net, **kwargs):
+        """Rewrite the progress line on a terminal."""
+        if self.enabled and sys.stdout.isatty():
+            print(self._line(net), end="\r", flush=True)
+
+    def on_train_end(self, net, **kwargs):
+        """Print the stage's final line."""
+        if self.enabled and len(net.history):
+            print(self._line(net), flush=True)
+
+    def _line(self, net):
+        last = net.history[-1]
+        parts = [f"[sktd] {self.stage:<8} epoch {last['epoch']:>4}/{net.max_epochs}"]
+        for key in ("train_loss", "valid_loss"):
+            if key in last:
+                parts.append(f"{key} {last[key]:.4f}")
+        parts.append(f"{time.perf_counter() - self.start_:.1f}s")
+        return "  ".join(parts)
+
+
+class GradualUnfreezing(Callback):
+    """Train the head alone, then unfreeze one more layer every ``every`` epochs.
+
+    Parameters
+    ----------
+    every : int
+        Epochs between two unfreezings.
+    """
+
+    def __init__(self, every):
+        self.every = every
+
+    def on_epoch_begin(self, net, **kwargs):
+        """Set ``requires_grad`` for this epoch's trainable layers."""
+        layers = weighted_layers(net.module_)
+        n_trainable = 1 + (len(net.history) - 1) // self.every
+        for depth, (_, layer) in enumerate(reversed(layers)):
+            for weight in layer.parameters():
+                weight.requires_grad_(depth < n_trainable)
+
+    def on_train_end(self, net, **kwargs):
+        """Leave every weight trainable, as the other strategies do."""
+        for weight in net.module_.parameters():
+            weight.requires_grad_(True)

@@ -1,0 +1,361 @@
+"""The negative-transfer guard: which teacher the target rows support.
+
+The guard asks, on out-of-fold predictions for the labelled target rows, how to
+weigh five candidate teachers: the source network as it is (``pretrained``),
+the network transferred with the transfer strategy (``transferred``), the
+source network fine-tuned on the target rows rehearsed among source rows
+(``rehearsed``), and two models of the target rows alone (``target_linear``,
+and ``target_network``, a bag of the teacher's architecture trained from
+scratch on the guard's folds). The teacher is the weighted blend
+(:class:`~sktd._networks.BlendedTeacher`), so a source that does not help gets
+no weight. The weights are those of the best blend on the out-of-fold
+predictions, averaged over bootstrap resamples of the rows (Breiman, 1996): a
+few dozen rows cannot tell close candidates apart, and the average hedges
+where a single choice would gamble.
+
+:func:`guard` is the whole unit: arrays, a trainer and seeds in; weights,
+losses and the teacher module out. :func:`teacher_architecture` rebuilds the
+same structure, untrained, for a saved model.
+"""
+
+import itertools
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.model_selection import KFold, StratifiedKFold
+from torch import nn
+
+from ._arrays import forward_rows, softmax
+from ._nets import SupervisedNet
+from ._networks import MLP, BlendedTeacher, bag, linear_module
+
+# Members of the blended teacher, in a fixed order.
+CANDIDATES = (
+    "pretrained",
+    "transferred",
+    "rehearsed",
+    "target_linear",
+    "target_network",
+)
+
+# The guard needs this many labelled target rows to hold some out; it uses at
+# most this many folds.
+GUARD_MIN_ROWS = 10
+_GUARD_FOLDS = 5
+
+# Ridge penalties the target-only regression candidate chooses from.
+_RIDGE_ALPHAS = np.logspace(-3, 3, 13)
+
+# Blend weights are searched on this grid over the simplex ...
+_WEIGHT_STEP = 0.1
+# ... once per bootstrap resample of the out-of-fold rows.
+_BOOTSTRAPS = 50
+# Rows per chunk when scoring every grid blend, bounding memory.
+_CHUNK_ROWS = 1024
+
+
+def guard(
+    pretrained,
+    transferred,
+    X,
+    y,
+    *,
+    X_pool,
+    y_pool,
+    source_rows,
+    transfer,
+    network_spec,
+    hidden_layer_sizes,
+    seeds,
+):
+    """Weigh the candidate teachers on the labelled target rows; return the blend.
+
+    Parameters
+    ----------
+    pretrained, transferred : torch.nn.Module
+        The source network and its transfer to every labelled target row.
+    X, y : ndarray
+        The labelled target rows (standardised) and their encoded labels.
+    X_pool, y_pool : ndarray
+        Every row of the fit and its labels, from which ``source_rows``
+        (indices of the labelled source rows) are drawn for rehearsal.
+    transfer : TransferStrategy
+        Fine-tunes and rehearses; its trainer fits every network.
+    network_spec : None, torch.nn.Module or skorch.NeuralNet
+        Architecture of the target-only networks (``None``: the default MLP
+        with ``hidden_layer_sizes``).
+    hidden_layer_sizes : tuple of int
+        Hidden widths of the default MLP.
+    seeds : Seeds
+        Seeds of the folds, their fits and the blend search.
+
+    Returns
+    -------
+    weights : dict of str to float
+        The weight of every name in :data:`CANDIDATES`, summing to one.
+    losses : dict of str to float
+        Out-of-fold loss of each candidate and of the chosen ``"blend"``.
+    teacher : torch.nn.Module
+        The weighted blend (or the one candidate with all the weight).
+    """
+    trainer = transfer.trainer
+    device = trainer.settings.device
+    outputs = {
+        name: np.zeros((len(X), trainer.n_outputs), np.float32) for name in CANDIDATES
+    }
+    outputs["pretrained"] = forward_rows(pretrained, X, device)
+    fold_networks = []
+    folds = _folds(y, trainer.classification, seeds("guard_folds"))
+    for fold, (train, test) in enumerate(folds):
+        fold_seed = seeds("guard_fold", fold)
+        fitted = {
+            "transferred": transfer.fine_tune(
+                pretrained, X[train], y[train], fold_seed, progress=False
+            ).module_,
+            "target_linear": target_linear_module(
+                X[train], y[train], trainer.n_outputs, trainer.classification, device
+            ),
+            "rehearsed": transfer.rehearse(
+                pretrained, X_pool, y_pool, source_rows, X[train], y[train], fold_seed
+            ).module_,
+            "target_network": target_network(
+                X[train], y[train], trainer, network_spec, hidden_layer_sizes, fold_seed
+            ),
+        }
+        for name, module in fitted.items():
+            outputs[name][test] = forward_rows(module, X[test], device)
+        fold_networks.append(fitted["target_network"])
+    weights, losses = choose_weights(
+        outputs, y, trainer.classification, seed=seeds("guard_weights")
+    )
+    candidates = {
+        "pretrained": pretrained,
+        "transferred": transferred,
+        # Networks trained on a few target rows vary a lot from one
+        # initialisation and subset to the next: their bag, the guard's fold
+        # networks averaged, is steadier than one refit on all rows.
+        "target_network": bag(fold_networks, trainer.classification),
+    }
+    if weights["rehearsed"]:
+        candidates["rehearsed"] = transfer.rehearse(
+            pretrained, X_pool, y_pool, source_rows, X, y, seeds("rehearse")
+        ).module_
+    if weights["target_linear"]:
+        candidates["target_linear"] = target_linear_module(
+            X, y, trainer.n_outputs, trainer.classification, device
+        )
+    teacher, _ = blend(candidates, weights, trainer.classification)
+    return weights, losses, teacher
+
+
+def blend(candidates, weights, classification):
+    """Return ``(teacher module, choice)`` for the candidates with weight.
+
+    ``choice`` is the candidate's name when one has all the weight, else
+    ``"blend"``.
+    """
+    members = {name: candidates[name] for name in candidates if weights.get(name)}
+    if len(members) == 1:
+        ((choice, module),) = members.items()
+        return module, choice
+    module = BlendedTeacher(
+        members, {name: weights[name] for name in members}, classification
+    )
+    return module, "blend"
+
+
+def choice_of(weights):
+    """Return the candidate with all the weight, or ``"blend"``."""
+    members = [name for name in CANDIDATES if weights.get(name)]
+    return members[0] if len(members) == 1 else "blend"
+
+
+def all_weights(weights):
+    """Return ``weights`` over every name of :data:`CANDIDATES` (0 where absent)."""
+    return {name: float(weights.get(name, 0.0)) for name in CANDIDATES}
+
+
+def teacher_architecture(
+    choice, weights, n_features, n_outputs, hidden_layer_sizes, bag_size, classification
+):
+    """Rebuild, untrained, the teacher :func:`guard` or the estimator made.
+
+    Parameters
+    ----------
+    choice : str
+        A candidate's name, or ``"blend"``.
+    weights : dict of str to float
+        The candidates' weights.
+    n_features, n_outputs : int
+        Input and output widths.
+    hidden_layer_sizes : tuple of int
+        Hidden widths of the default MLP, the architecture of every network
+        candidate of a saved model.
+    bag_size : int
+        Number of fold networks in the ``target_network`` bag.
+    classification : bool
+        Whether the blend mixes probabilities.
+    """
+
+    def candidate(name):
+        if name == "target_linear":
+            return nn.Linear(n_features, n_outputs)
+        if name == "target_network":
+            networks = [
+                MLP(n_features, n_outputs, hidden_layer_sizes) for _ in range(bag_size)
+            ]
+            return bag(networks, classification)
+        return MLP(n_features, n_outputs, hidden_layer_sizes)
+
+    if choice != "blend":
+        return candidate(choice)
+    members = {name: candidate(name) for name, weight in weights.items() if weight}
+    return BlendedTeacher(members, weights, classification)
+
+
+def bag_size(teacher, choice, weights):
+    """Return the number of fold networks in the teacher's target-only bag."""
+    if not weights.get("target_network"):
+        return 0
+    if choice == "blend":
+        teacher = teacher.members["target_network"]
+    return len(teacher.members)
+
+
+def target_network(X, y, trainer, spec, hidden_layer_sizes, seed):
+    """Train the teacher's architecture on target rows alone; return its module.
+
+    The default MLP stands in for a pretrained teacher (``spec=None``), whose
+    architecture cannot be re-initialised; the network starts from a fresh
+    initialisation.
+    """
+    module = trainer.new_module(spec, hidden_layer_sizes, X.shape[1], seed=seed)
+    net = trainer.net(
+        SupervisedNet, module, spec, stage="transfer", seed=seed, progress=False
+    )
+    return trainer.fit(net, X, y, stratify=True).module_
+
+
+def target_linear_module(X, y, n_outputs, classification, device):
+    """Fit a linear model on target rows alone; return it as an ``nn.Linear``."""
+    n_features = X.shape[1]
+    if not classification:
+        model = RidgeCV(alphas=_RIDGE_ALPHAS).fit(X, y)
+        return linear_module(model, n_features).to(device)
+    classes = np.arange(n_outputs)
+    seen = np.unique(y)
+    if len(seen) == 1:
+        layer = linear_module(_Constant(seen, n_features), n_features, classes)
+        return layer.to(device)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    return linear_module(model, n_features, classes).to(device)
+
+
+def _folds(y, classification, seed):
+    if classification:
+        _, counts = np.unique(y, return_counts=True)
+        n_splits = min(_GUARD_FOLDS, counts.min())
+        if n_splits >= 2:
+            return StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(
+                y, y
+            )
+    return KFold(_GUARD_FOLDS, shuffle=True, random_state=seed).split(y)
+
+
+class _Constant:
+    """A fitted linear model that predicts its one class everywhere."""
+
+    def __init__(self, classes, n_features):
+        self.classes_ = classes
+        self.coef_ = np.zeros((1, n_features))
+        self.intercept_ = np.zeros(1)
+
+
+def blend_outputs(outputs, weights, classification):
+    """Blend candidate outputs (logits or values) with ``weights``, in numpy."""
+    total = 0.0
+    for name, weight in weights.items():
+        if weight:
+            out = outputs[name]
+            total = total + weight * (softmax(out) if classification else out)
+    return total
+
+
+def blend_loss(outputs, weights, y, classification):
+    """Log loss (classification, ``y`` encoded) or mean squared error of a blend."""
+    blended = blend_outputs(outputs, weights, classification)
+    if classification:
+        return float(-np.mean(np.log(np.clip(blended[np.arange(len(y)), y], 1e-12, 1))))
+    return float(np.mean((blended - y) ** 2))
+
+
+def simplex_grid(n_candidates, step=_WEIGHT_STEP):
+    """Every weight vector on the ``step`` grid of the simplex, in a fixed order."""
+    steps = int(round(1 / step))
+    combos = [
+        combo
+        for combo in itertools.product(range(steps + 1), repeat=n_candidates)
+        if sum(combo) == steps
+    ]
+    return np.array(combos, dtype=np.float64) / steps
+
+
+def choose_weights(outputs, y, classification, n_bootstraps=_BOOTSTRAPS, seed=0):
+    """Blend weights from out-of-fold outputs: bootstrap-averaged best blends.
+
+    For each of ``n_bootstraps`` resamples of the rows, the blend on the
+    simplex grid with the smallest loss is found; the weights are the mean of
+    those blends. ``n_bootstraps=0`` takes the best blend on the rows as they
+    are.
+
+    Returns
+    -------
+    weights : dict of str to float
+        Summing to one.
+    losses : dict of str to float
+        The out-of-fold loss of each candidate alone and of the chosen
+        ``"blend"``.
+    """
+    names = list(outputs)
+    grid = simplex_grid(len(names))
+    y = np.asarray(y)
+    n_rows = len(y)
+    rng = np.random.default_rng(seed)
+    # Each resample as row counts: its loss for every blend is one product.
+    counts = np.vstack(
+        [np.ones(n_rows)]
+        + [
+            np.bincount(rng.integers(0, n_rows, n_rows), minlength=n_rows)
+            for _ in range(n_bootstraps)
+        ]
+    )
+    totals = np.zeros((len(grid), len(counts)))
+    for start in range(0, n_rows, _CHUNK_ROWS):
+        rows = slice(start, start + _CHUNK_ROWS)
+        chunk = {name: outputs[name][rows] for name in names}
+        totals += _row_losses(chunk, names, grid, y[rows], classification) @ (
+            counts[:, rows].T
+        )
+    best = totals.argmin(axis=0)
+    chosen = grid[best[1:]].mean(axis=0) if n_bootstraps else grid[best[0]]
+    weights = {name: float(w) for name, w in zip(names, chosen)}
+    losses = {
+        name: blend_loss(
+            outputs, {n: float(n == name) for n in names}, y, classification
+        )
+        for name in names
+    }
+    losses["blend"] = blend_loss(outputs, weights, y, classification)
+    return weights, losses
+
+
+def _row_losses(outputs, names, grid, y, classification):
+    """Per-row loss of every grid blend: an array (n_blends, n_rows)."""
+    if classification:
+        rows = np.arange(len(y))
+        # Only the true class's blended probability enters the log loss.
+        true_proba = np.stack([softmax(outputs[n])[rows, y] for n in names])
+        return -np.log(np.clip(grid @ true_proba, 1e-12, 1))
+    stacked = np.stack([outputs[n] for n in names])  # (candidates, rows, outputs)
+    blended = np.einsum("gc,cro->gro", grid, stacked)
+    return ((blended - y) ** 2).mean(axis=2)

@@ -1,0 +1,185 @@
+"""The skorch nets of the three stages.
+
+Each stage trains one of these on in-memory tensors (see ``_arrays``); what a
+net adds to skorch's ``NeuralNet`` is its loss: supervised, supervised with the
+L2-SP pull towards source weights, or distillation against a frozen teacher.
+"""
+
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import EarlyStopping
+
+
+class StageNet(NeuralNet):
+    """Base of the stage nets: a user's ``KeyboardInterrupt`` stops the whole fit.
+
+    skorch's ``partial_fit`` swallows ``KeyboardInterrupt`` (its
+    ``EarlyStopping`` raises one to end training) and returns the half-trained
+    net, which would let ``fit`` go on to the next stage. An interrupt that no
+    early-stopping callback raised is recorded so the estimator can re-raise it.
+    """
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        """Run skorch's loop, remembering whether the user interrupted it."""
+        self.interrupted_ = False
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt:
+            self.interrupted_ = not any(
+                isinstance(callback, EarlyStopping)
+                and callback.misses_ >= callback.patience
+                for _, callback in self.callbacks_
+            )
+            raise
+
+
+class SupervisedNet(StageNet):
+    """Net of the pretraining and transfer stages: outputs against labels."""
+
+
+class DistillationNet(StageNet):
+    """Net of the distillation stage.
+
+    ``y`` is a dict of named targets per row: ``"teacher"`` (the teacher's
+    outputs), ``"labels"`` (``-1`` / ``NaN`` where unlabelled) and, with a hint
+    loss, ``"hints"`` (the teacher's standardised features). Batching slices
+    them together, so shuffling cannot separate them. The teacher itself is
+    never an attribute of this net: its weights stay out of the optimizer and
+    out of ``train()`` mode.
+
+    With a hint loss, the module is a ``HintedStudent`` whose last
+    ``n_hint_columns`` outputs are its adapted features; their mean squared
+    difference to the hints, times ``hint_weight``, is added.
+
+    Parameters
+    ----------
+    hint_weight : float, default=0.0
+        Weight of the hint (feature-matching) term.
+    n_hint_columns : int, default=0
+        Width of the teacher's features; 0 without a hint loss.
+    """
+
+    def __init__(self, *args, hint_weight=0.0, n_hint_columns=0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hint_weight = hint_weight
+        self.n_hint_columns = n_hint_columns
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """Apply the distillation loss to the named targets, plus the hint term."""
+        y_true = {name: value.to(y_pred.device) for name, value in y_true.items()}
+        n_outputs = y_pred.shape[1] - self.n_hint_columns
+        loss = self.criterion_(
+            y_pred[:, :n_outputs], y_true["teacher"], y_true["labels"]
+        )
+        if not self.n_hint_columns:
+            return loss
+        hint = ((y_pred[:, n_outputs:] - y_true["hints"]) ** 2).mean()
+        return loss + self.hint_weight * hint
+
+
+class ConsistentDistillationNet(DistillationNet):
+    """Distillation where teacher and student see the same perturbed rows.
+
+    "Consistent teaching" (Beyer et al., 2022): each batch is perturbed, and
+    the teacher's outputs are computed on the very rows the student sees, so
+    the student matches the teacher's function around the data rather than
+    at the data points only. The teacher is an ``__init__`` argument, never a
+    registered module, so its weights stay out of the student's optimizer.
+
+    Parameters
+    ----------
+    teacher_module : torch.nn.Module
+        The frozen teacher, in ``eval`` mode.
+    perturbation : {"noise", "mixup"}
+        ``"noise"`` adds Gaussian noise of standard deviation ``noise_scale``
+        to the (standardised) rows, which keep their labels. ``"mixup"``
+        replaces each row by a random convex combination with another row of
+        the batch; mixed rows have no hard label, only the teacher's.
+    noise_scale : float, default=0.1
+        Standard deviation of the ``"noise"`` perturbation.
+    perturbation_seed : int, default=0
+        Seeds the perturbations' own generator.
+    unlabelled_marker : float, default=-1.0
+        Label of a mixed row: ``-1`` for classes, ``NaN`` for regression.
+    """
+
+    def __init__(
+        self,
+        *args,
+        teacher_module=None,
+        perturbation="noise",
+        noise_scale=0.1,
+        perturbation_seed=0,
+        unlabelled_marker=-1.0,
+        **kwargs,
+    ):
+        # Set before skorch's __init__ so that skorch does not register the
+        # teacher as one of the net's own (trainable) modules.
+        self.teacher_module = teacher_module
+        super().__init__(*args, **kwargs)
+        self.perturbation = perturbation
+        self.noise_scale = noise_scale
+        self.perturbation_seed = perturbation_seed
+        self.unlabelled_marker = unlabelled_marker
+
+    def initialize(self):
+        """Initialize the net and the generator of perturbations."""
+        super().initialize()
+        self.perturbation_generator_ = torch.Generator().manual_seed(
+            int(self.perturbation_seed)
+        )
+        return self
+
+    def train_step_single(self, batch, **fit_params):
+        """Perturb the batch, ask the teacher, then take the student's step."""
+        self._set_training(True)
+        Xi, yi = batch
+        Xi, labels = self.perturb(Xi.to(self.device), yi["labels"].to(self.device))
+        with torch.no_grad():
+            teacher_out = self.teacher_module(Xi)
+        y_pred = self.infer(Xi, **fit_params)
+        loss = self.criterion_(y_pred, teacher_out, labels)
+        loss.backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def perturb(self, X, labels):
+        """Return perturbed rows and their labels (unlabelled where mixed)."""
+        generator = self.perturbation_generator_
+        if self.perturbation == "noise":
+            noise = torch.randn(X.shape, generator=generator) * self.noise_scale
+            return X + noise.to(X.device), labels
+        weight = torch.rand((len(X), 1), generator=generator).to(X.device)
+        partner = torch.randperm(len(X), generator=generator).to(X.device)
+        mixed = weight * X + (1 - weight) * X[partner]
+        return mixed, torch.full_like(labels, self.unlabelled_marker)
+
+
+class L2SPNet(SupervisedNet):
+    """Supervised net whose loss adds the L2-SP penalty towards source weights.
+
+    Parameters
+    ----------
+    l2sp_strength : float
+        Coefficient of ``0.5 * ||w - w_source||^2`` summed over the weights that
+        have a source value (a re-initialised head has none and is left free).
+    source_weights : dict of str to torch.Tensor
+        The source network's weights, by parameter name.
+    """
+
+    def __init__(self, *args, l2sp_strength=0.01, source_weights=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.l2sp_strength = l2sp_strength
+        self.source_weights = source_weights
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """Supervised loss plus, in training, the pull towards the source."""
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if not training or not self.source_weights:
+            return loss
+        penalty = sum(
+            ((weight - self.source_weights[name].to(weight.device)) ** 2).sum()
+            for name, weight in self.module_.named_parameters()
+            if name in self.source_weights
+            and weight.shape == self.source_weights[name].shape
+        )
+        return loss + 0.5 * self.l2sp_strength * penalty

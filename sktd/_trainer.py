@@ -1,0 +1,264 @@
+"""The stage trainer: where every network of a fit is built and trained.
+
+A :class:`StageTrainer` holds the settings every stage shares (optimizer, epochs,
+batches, early stopping, device, verbosity) and turns a module plus arrays into
+a fitted skorch net: it builds the net (:meth:`StageTrainer.net`), holds out a
+validation split when early stopping asks for one, restarts a stage whose loss
+turned NaN with a smaller step, and leaves the module in ``eval`` mode
+(:meth:`StageTrainer.fit`). It knows nothing of the estimator.
+"""
+
+import copy
+import threading
+from dataclasses import dataclass
+from numbers import Integral
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from skorch import NeuralNet
+from skorch.callbacks import EarlyStopping
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
+from torch import nn
+
+from ._arrays import TensorBatches, as_tensors, take
+from ._callbacks import FiniteLossGuard, NonFiniteLossError, StageProgress
+from ._networks import MLP
+
+# Seeding torch's global generator and drawing initial weights from it must be
+# atomic when several fits run in threads.
+INIT_LOCK = threading.Lock()
+
+# Restarts of a stage whose loss turned NaN, each with a 10x smaller step.
+_NAN_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """What every stage's net shares; the estimator's parameters of the same name."""
+
+    learning_rate: float
+    weight_decay: float
+    max_epochs: int
+    batch_size: object
+    early_stopping: bool
+    validation_fraction: float
+    n_iter_no_change: int
+    tol: float
+    verbose: int
+    device: object
+
+
+class StageTrainer:
+    """Build and fit the skorch nets of the stages, from arrays.
+
+    Parameters
+    ----------
+    settings : TrainingSettings
+        Optimizer, epochs, batches, early stopping, verbosity and device.
+    criterion : type of torch.nn.Module
+        Supervised loss of the pretraining and transfer stages
+        (``CrossEntropyLoss`` on logits, or ``MSELoss``).
+    classification : bool
+        Whether labels are class indices (validation splits are stratified).
+    n_outputs : int
+        Width of every network's output.
+    """
+
+    def __init__(self, settings, criterion, classification, n_outputs):
+        self.settings = settings
+        self.criterion = criterion
+        self.classification = classification
+        self.n_outputs = n_outputs
+
+    def new_module(self, spec, hidden_layer_sizes, n_features, seed):
+        """Return a freshly initialised module for a ``teacher`` / ``student`` spec.
+
+        ``None`` builds the default MLP with ``hidden_layer_sizes``; a skorch
+        net contributes its module (class or instance); a module is copied.
+        """
+        with INIT_LOCK:
+            torch.manual_seed(seed)
+            return self._module_of(spec, hidden_layer_sizes, n_features)
+
+    def _module_of(self, spec, hidden_layer_sizes, n_features):
+        if spec is None:
+            sizes = check_hidden_layer_sizes(hidden_layer_sizes)
+            return MLP(n_features, self.n_outputs, sizes)
+        if isinstance(spec, NeuralNet):
+            if getattr(spec, "initialized_", False):
+                return copy.deepcopy(spec.module_)
+            module = spec.module
+            if isinstance(module, type):
+                return module(**spec.get_params_for("module"))
+            return copy.deepcopy(module)
+        if isinstance(spec, nn.Module):
+            return copy.deepcopy(spec)
+        raise TypeError(
+            "teacher and student must be None, a torch.nn.Module or a skorch "
+            f"NeuralNet, got {type(spec).__name__}."
+        )
+
+    def learning_rate(self, spec):
+        """Return a stage's learning rate: the skorch spec's, else the settings'."""
+        return spec.lr if isinstance(spec, NeuralNet) else self.settings.learning_rate
+
+    def max_epochs(self, spec):
+        """Return the epoch budget of a stage: the skorch spec's, else the settings'."""
+        if isinstance(spec, NeuralNet):
+            return spec.max_epochs
+        return self.settings.max_epochs
+
+    def net(
+        self,
+        net_class,
+        module,
+        spec,
+        *,
+        stage,
+        seed,
+        criterion=None,
+        callbacks=(),
+        progress=True,
+        **extra,
+    ):
+        """Build the skorch net of one stage.
+
+        A skorch ``spec`` overrides the optimizer settings; ``callbacks`` and
+        ``extra`` net parameters come from the stage. ``criterion`` defaults
+        to the supervised one. ``progress=False`` keeps the stage's progress
+        line for another net of the same stage.
+        """
+        s = self.settings
+        options = {
+            "optimizer": torch.optim.Adam,
+            "lr": s.learning_rate,
+            "optimizer__weight_decay": s.weight_decay,
+            "max_epochs": s.max_epochs,
+            "batch_size": s.batch_size,
+        }
+        if isinstance(spec, NeuralNet):
+            options.update(
+                optimizer=spec.optimizer,
+                lr=spec.lr,
+                max_epochs=spec.max_epochs,
+                batch_size=spec.batch_size,
+                **{
+                    f"optimizer__{k}": v
+                    for k, v in spec.get_params_for("optimizer").items()
+                },
+            )
+        options.update(extra)
+        stopper = EarlyStopping(
+            monitor="valid_loss" if s.early_stopping else "train_loss",
+            patience=s.n_iter_no_change,
+            threshold=s.tol,
+            threshold_mode="abs",
+            load_best=s.early_stopping,
+            sink=print if s.verbose >= 2 else _silent,
+        )
+        return net_class(
+            module=module,
+            criterion=self.criterion if criterion is None else criterion,
+            iterator_train=TensorBatches,
+            iterator_valid=TensorBatches,
+            iterator_train__shuffle=True,
+            iterator_train__seed=seed,
+            train_split=None,
+            callbacks=[
+                ("early_stopping", stopper),
+                ("finite_loss", FiniteLossGuard()),
+                ("progress", StageProgress(stage, progress and bool(s.verbose))),
+                *callbacks,
+            ],
+            device=s.device,
+            # skorch's per-epoch table only at verbose >= 2; verbose=1 is
+            # one progress line per stage.
+            verbose=int(s.verbose >= 2),
+            **options,
+        )
+
+    def fitted(self, net_class, module, spec, *, stage):
+        """Return an initialised, untrained net around a module already fitted."""
+        net = self.net(net_class, module, spec, stage=stage, seed=0)
+        net.initialize()
+        net.module_.eval()
+        return net
+
+    def fit(self, net, X, y, *, stratify, validate_on=None):
+        """Fit ``net`` on rows ``X``, ``y``; return it, its module in eval mode.
+
+        ``y`` is an array or a dict of arrays (named targets). With early
+        stopping, ``validation_fraction`` of the rows (of the rows where
+        ``validate_on`` is true, if given) are held out, stratified by class
+        when ``stratify`` and possible.
+        """
+        s = self.settings
+        if net.batch_size == "auto":
+            net.batch_size = min(200, len(X))
+        if s.early_stopping:
+            pool = np.flatnonzero(
+                np.ones(len(X), bool) if validate_on is None else validate_on
+            )
+            stratify_by = y[pool] if stratify and self.classification else None
+            _, valid = train_test_split(
+                pool,
+                test_size=s.validation_fraction,
+                stratify=_stratification(stratify_by, s.validation_fraction),
+                random_state=0,
+            )
+            is_valid = np.zeros(len(X), bool)
+            is_valid[valid] = True
+            X, X_valid = X[~is_valid], X[is_valid]
+            y, y_valid = take(y, ~is_valid), take(y, is_valid)
+            net.set_params(
+                train_split=predefined_split(Dataset(*as_tensors(X_valid, y_valid)))
+            )
+        X, y = as_tensors(X, y)
+        initial_module = copy.deepcopy(net.module)
+        for attempt in range(_NAN_RETRIES + 1):
+            try:
+                net.fit(X, y)
+                break
+            except NonFiniteLossError as error:
+                if attempt == _NAN_RETRIES:
+                    raise ValueError(
+                        f"Training diverged: {error}, even with the learning rate "
+                        f"lowered to {net.lr:g}. Check the inputs for extreme "
+                        "values or lower learning_rate_init."
+                    ) from error
+                # Divergence is most often a step size too large for this data:
+                # restart the stage from its initial weights with a smaller one.
+                net.set_params(module=copy.deepcopy(initial_module), lr=net.lr / 10)
+        if net.interrupted_:
+            raise KeyboardInterrupt
+        net.module_.eval()
+        return net
+
+
+def check_hidden_layer_sizes(sizes):
+    """Return ``sizes`` as a tuple of positive ints, or raise a ``ValueError``."""
+    sizes = tuple(np.atleast_1d(sizes).tolist())
+    if not all(isinstance(s, Integral) and s > 0 for s in sizes):
+        raise ValueError(f"hidden layer sizes must be positive integers, got {sizes}.")
+    return sizes
+
+
+def _silent(*args, **kwargs):
+    """Sink for skorch messages when ``verbose=0``."""
+
+
+def _stratification(y, test_size):
+    """``y`` if a stratified split of ``test_size`` is possible, else ``None``.
+
+    Every class needs two rows, and both sides of the split a row per class.
+    """
+    if y is None:
+        return None
+    _, counts = np.unique(y, return_counts=True)
+    n_test = int(np.ceil(test_size * len(y)))
+    n_classes = len(counts)
+    if counts.min() < 2 or min(n_test, len(y) - n_test) < n_classes:
+        return None
+    return y

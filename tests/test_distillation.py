@@ -1,0 +1,133 @@
+"""The distillation stage on arrays (``sktd._distillation``)."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import make_classification
+from torch import nn
+
+from sktd._distillation import check_hint, distil
+from sktd._losses import ClassificationDistillationLoss
+from sktd._nets import DistillationNet
+from sktd._networks import MLP
+from sktd._seeds import Seeds
+
+
+@pytest.fixture(scope="module")
+def transfer_set():
+    X, y = make_classification(
+        200, n_features=5, n_informative=3, n_classes=3, random_state=0
+    )
+    labels = y.astype(np.int64)
+    labels[50:] = -1
+    torch.manual_seed(0)
+    teacher = MLP(5, 3, (16,)).eval()
+    return X.astype(np.float32), labels, teacher
+
+
+def _weights(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _distil(teacher, X, labels, trainer, spec=None, **kwargs):
+    return distil(
+        teacher,
+        X,
+        labels,
+        trainer=trainer,
+        criterion=ClassificationDistillationLoss(4.0, 0.9),
+        spec=spec,
+        hidden_layer_sizes=(8,),
+        seeds=Seeds(0),
+        **kwargs,
+    )
+
+
+def test_teacher_stays_frozen_and_out_of_the_optimizer(make_trainer, transfer_set):
+    X, labels, teacher = transfer_set
+    before = _weights(teacher)
+    initial_student = MLP(5, 3, (8,))
+    initial = _weights(initial_student)
+    student = _distil(teacher, X, labels, make_trainer(), spec=initial_student)
+    for name, value in _weights(teacher).items():
+        assert torch.equal(value, before[name]), name
+    trained = _weights(student.module_)
+    assert any(not torch.equal(initial[k], trained[k]) for k in trained)
+    # The module handed in is copied, not trained in place.
+    for name, value in _weights(initial_student).items():
+        assert torch.equal(value, initial[name])
+    teacher_ids = {id(p) for p in teacher.parameters()}
+    optimised = {id(p) for g in student.optimizer_.param_groups for p in g["params"]}
+    assert not teacher_ids & optimised
+    assert not teacher.training
+
+
+def test_teacher_outputs_stay_aligned_with_rows_under_shuffling(
+    make_trainer, transfer_set, monkeypatch
+):
+    X, labels, teacher = transfer_set
+    checked = []
+    original_get_loss = DistillationNet.get_loss
+
+    def checking_get_loss(self, y_pred, y_true, X=None, training=False):
+        if training:
+            with torch.no_grad():
+                torch.testing.assert_close(y_true["teacher"], teacher(X))
+            rows = X.numpy()
+            # Labels travel with their rows too: row i's label is labels[i].
+            index = [int(np.flatnonzero((rows_all == r).all(1))[0]) for r in rows]
+            assert torch.equal(y_true["labels"], torch.as_tensor(labels[index]))
+            checked.append(len(X))
+        return original_get_loss(self, y_pred, y_true, X=X, training=training)
+
+    rows_all = X
+    monkeypatch.setattr(DistillationNet, "get_loss", checking_get_loss)
+    _distil(teacher, X, labels, make_trainer(max_epochs=2, batch_size=16))
+    # Every row of the transfer set was checked in every epoch.
+    assert sum(checked) == 2 * len(X)
+
+
+def test_student_learns_the_teacher_on_unlabelled_rows(make_trainer, transfer_set):
+    X, labels, teacher = transfer_set
+    unlabelled = np.full_like(labels, -1)
+    student = _distil(teacher, X, unlabelled, make_trainer(max_epochs=60))
+    with torch.no_grad():
+        agree = (student.module_(torch.as_tensor(X)).argmax(1)) == teacher(
+            torch.as_tensor(X)
+        ).argmax(1)
+    assert float(agree.float().mean()) > 0.8
+
+
+def test_hint_with_a_teacher_without_hidden_layers_warns_and_trains_without(
+    make_trainer,
+    transfer_set,
+):
+    X, labels, _ = transfer_set
+    linear = nn.Linear(5, 3).eval()
+    with pytest.warns(UserWarning, match="'target_linear'.*no hidden layer"):
+        student = _distil(
+            linear,
+            X,
+            labels,
+            make_trainer(max_epochs=2),
+            hint_weight=1.0,
+            teacher_name="target_linear",
+        )
+    assert type(student.module_) is MLP
+
+
+def test_hint_trains_an_adapter_then_keeps_the_plain_student(
+    make_trainer, transfer_set
+):
+    X, labels, teacher = transfer_set
+    student = _distil(teacher, X, labels, make_trainer(max_epochs=2), hint_weight=1.0)
+    assert type(student.module_) is MLP
+    assert student.module_(torch.zeros(1, 5)).shape == (1, 3)
+
+
+def test_check_hint_refuses_what_distillation_cannot_use():
+    check_hint(0.0, "mixup", nn.Linear(2, 2))  # no hint: nothing to refuse
+    with pytest.raises(ValueError, match="hint_weight=1.0 cannot be combined"):
+        check_hint(1.0, "mixup", None)
+    with pytest.raises(ValueError, match="the student Linear has none"):
+        check_hint(1.0, None, nn.Linear(2, 2))

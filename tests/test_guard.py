@@ -1,0 +1,197 @@
+"""The negative-transfer guard (``sktd._guard``), from arrays and through ``fit``."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import make_classification
+from torch import nn
+
+from sktd import TransferDistillClassifier, TransferDistillRegressor
+from sktd._guard import (
+    CANDIDATES,
+    blend_loss,
+    choose_weights,
+    guard,
+    simplex_grid,
+    teacher_architecture,
+)
+from sktd._nets import SupervisedNet
+from sktd._seeds import Seeds
+from sktd._strategies import TransferStrategy
+
+
+@pytest.fixture(scope="module")
+def useless_source(make_trainer):
+    """A source network trained on shuffled labels, and clean target rows."""
+    X, y = make_classification(
+        400, n_features=6, n_informative=4, n_classes=3, random_state=0
+    )
+    X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
+    trainer = make_trainer()
+    source = np.arange(300)
+    shuffled = np.random.RandomState(0).permutation(y[source])
+    module = trainer.new_module(None, (16,), 6, seed=0)
+    net = trainer.net(SupervisedNet, module, None, stage="pretrain", seed=0)
+    pretrained = trainer.fit(net, X[source], shuffled, stratify=True).module_
+    y_pool = y.copy()
+    y_pool[source] = shuffled
+    target = np.arange(300, 340)
+    return (
+        trainer,
+        pretrained,
+        X,
+        y_pool,
+        source,
+        X[target],
+        y[target],
+        X[340:],
+        y[340:],
+    )
+
+
+def _run_guard(useless_source, strategy_name, seed, fine_tune=True):
+    trainer, pretrained, X_pool, y_pool, source, X, y, *_ = useless_source
+    strategy = TransferStrategy(strategy_name, 0.01, trainer, None)
+    transferred = pretrained
+    if fine_tune:
+        transferred = strategy.fine_tune(pretrained, X, y, seed=1).module_
+    return guard(
+        pretrained,
+        transferred,
+        X,
+        y,
+        X_pool=X_pool,
+        y_pool=y_pool,
+        source_rows=source,
+        transfer=strategy,
+        network_spec=None,
+        hidden_layer_sizes=(16,),
+        seeds=Seeds(seed),
+    )
+
+
+def test_guard_on_arrays_weighs_a_useless_source_down(useless_source):
+    *_, X_test, y_test = useless_source
+    weights, losses, teacher = _run_guard(useless_source, "l2sp", seed=0)
+    assert set(weights) == set(CANDIDATES)
+    assert sum(weights.values()) == pytest.approx(1.0)
+    assert set(losses) == set(CANDIDATES) | {"blend"}
+    # Out of fold, the network that learnt noise predicts worst; it gets
+    # (almost) no weight, and the teacher beats chance on new target rows.
+    assert losses["pretrained"] == max(losses[n] for n in CANDIDATES)
+    assert weights["pretrained"] <= 0.1
+    with torch.no_grad():
+        predicted = teacher(torch.as_tensor(X_test)).argmax(1).numpy()
+    assert np.mean(predicted == y_test) > 0.5
+
+
+def test_guard_is_reproducible_from_its_seeds(useless_source):
+    def run(seed):
+        return _run_guard(useless_source, "finetune", seed, fine_tune=False)[:2]
+
+    assert run(3) == run(3)
+    assert run(3) != run(4)
+
+
+def test_teacher_architecture_matches_what_the_guard_builds(useless_source):
+    weights = dict.fromkeys(CANDIDATES, 0.2)
+    blend = teacher_architecture("blend", weights, 6, 3, (16,), 5, True)
+    assert sorted(blend.members) == sorted(CANDIDATES)
+    assert len(blend.members["target_network"].members) == 5
+    single = teacher_architecture(
+        "target_linear", {"target_linear": 1.0}, 6, 3, (16,), 0, True
+    )
+    assert isinstance(single, nn.Linear)
+
+
+@pytest.mark.parametrize(
+    "guard_on, n_labelled", [(False, 20), (True, 5)], ids=["off", "too few rows"]
+)
+def test_transferred_network_teaches_when_the_guard_does_not_run(
+    guard_on, n_labelled, classification_domains, fast_params
+):
+    X, y, X_target, y_target = classification_domains
+    y_target = y_target.copy()
+    y_target[n_labelled:] = -1
+    fast_params["negative_transfer_guard"] = guard_on
+    model = TransferDistillClassifier(random_state=0, **fast_params).fit(
+        X, y, X_target=X_target, y_target=y_target
+    )
+    assert model.transfer_choice_ == "transferred"
+    assert model.transfer_losses_ is None
+
+
+def test_regressor_guard_reports_its_choice(regression_domains, fast_params):
+    X, y, X_target, y_target = regression_domains
+    fast_params["negative_transfer_guard"] = True
+    model = TransferDistillRegressor(random_state=0, **fast_params).fit(
+        X, y, X_target=X_target, y_target=y_target
+    )
+    assert model.transfer_choice_ in set(CANDIDATES) | {"blend"}
+    chosen = [n for n, w in model.transfer_weights_.items() if w > 0]
+    if model.transfer_choice_ != "blend":
+        assert chosen == [model.transfer_choice_]
+    # Both losses are convex in the blend weights: a blend is never worse
+    # than its members' weighted losses.
+    losses, weights = model.transfer_losses_, model.transfer_weights_
+    assert losses["blend"] <= sum(weights[n] * losses[n] for n in CANDIDATES) + 1e-9
+
+
+def test_choose_weights_finds_the_right_candidate():
+    rng = np.random.RandomState(0)
+    y = rng.randint(0, 3, 50)
+    truth = np.eye(3)[y] * 10
+    outputs = {"pretrained": rng.normal(size=(50, 3)), "transferred": truth}
+    weights, losses = choose_weights(outputs, y, classification=True)
+    assert weights == {"pretrained": 0.0, "transferred": 1.0}
+    assert losses["blend"] == losses["transferred"] < losses["pretrained"]
+    # Regression: two half-right candidates blend into the right one.
+    target = rng.normal(size=(50, 1))
+    outputs = {"a": target + 1.0, "b": target - 1.0}
+    weights, losses = choose_weights(outputs, target, classification=False)
+    assert weights == {"a": 0.5, "b": 0.5}
+    assert losses["blend"] == pytest.approx(0.0, abs=1e-12)
+
+
+def _brute_force_best(outputs, y, classification):
+    names = list(outputs)
+    losses = [
+        blend_loss(outputs, dict(zip(names, w)), y, classification)
+        for w in simplex_grid(len(names))
+    ]
+    return simplex_grid(len(names))[int(np.argmin(losses))]
+
+
+@pytest.mark.parametrize("classification", [True, False])
+def test_choose_weights_averages_the_best_blends_of_bootstrap_resamples(
+    classification,
+):
+    rng = np.random.RandomState(0)
+    n = 40
+    y = rng.randint(0, 3, n) if classification else rng.normal(size=(n, 2))
+    signal = np.eye(3)[y] * 2 if classification else y
+    outputs = {
+        name: signal + rng.normal(scale=scale, size=signal.shape)
+        for name, scale in [("a", 1.0), ("b", 1.2), ("c", 3.0)]
+    }
+    # Without resampling: the grid's best blend on the rows as they are.
+    weights, _ = choose_weights(outputs, y, classification, n_bootstraps=0)
+    expected = _brute_force_best(outputs, y, classification)
+    np.testing.assert_allclose(list(weights.values()), expected)
+    # With resampling: the mean of the best blends of the same resamples.
+    weights, losses = choose_weights(outputs, y, classification, n_bootstraps=8, seed=3)
+    draws = np.random.default_rng(3)
+    best = []
+    for _ in range(8):
+        rows = draws.integers(0, n, n)
+        resampled = {name: out[rows] for name, out in outputs.items()}
+        best.append(_brute_force_best(resampled, y[rows], classification))
+    np.testing.assert_allclose(list(weights.values()), np.mean(best, axis=0))
+    assert sum(weights.values()) == pytest.approx(1.0)
+    assert losses["blend"] == pytest.approx(
+        blend_loss(outputs, weights, y, classification)
+    )
+    assert choose_weights(outputs, y, classification, n_bootstraps=8, seed=3) == (
+        weights,
+        losses,
+    )

@@ -1,0 +1,74 @@
+"""torch modules: the MLP and the wrappers around teachers (``sktd._networks``)."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+from torch import nn
+
+from sktd._networks import (
+    MLP,
+    BlendedTeacher,
+    TeacherFeatures,
+    bag,
+    has_features,
+    linear_module,
+)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_linear_module_reproduces_logistic_regression(n_classes):
+    X, y = make_classification(100, n_features=5, n_classes=n_classes, n_informative=3)
+    model = LogisticRegression().fit(X, y)
+    layer = linear_module(model, 5, classes=np.arange(n_classes + 1))
+    with torch.no_grad():
+        proba = torch.softmax(layer(torch.tensor(X, dtype=torch.float32)), 1).numpy()
+    # The class the model never saw has (almost) no probability.
+    assert proba[:, -1].max() < 1e-6
+    np.testing.assert_allclose(proba[:, :-1], model.predict_proba(X), atol=1e-5)
+
+
+def test_blended_teacher_blends_probabilities():
+    torch.manual_seed(0)
+    a, b = nn.Linear(3, 4), nn.Linear(3, 4)
+    X = torch.randn(10, 3)
+    blend = BlendedTeacher({"a": a, "b": b}, {"a": 0.25, "b": 0.75}, True)
+    expected = 0.25 * torch.softmax(a(X), 1) + 0.75 * torch.softmax(b(X), 1)
+    torch.testing.assert_close(torch.softmax(blend(X), 1), expected)
+    regression = BlendedTeacher({"a": a, "b": b}, {"a": 0.25, "b": 0.75}, False)
+    torch.testing.assert_close(regression(X), 0.25 * a(X) + 0.75 * b(X))
+
+
+def test_teacher_features_of_a_blend_weigh_each_network_member():
+    torch.manual_seed(0)
+    first, second = MLP(4, 3, (5,)), MLP(4, 3, (6,))
+    linear = nn.Linear(4, 3)
+    blend = BlendedTeacher(
+        {"a": first, "b": second, "c": linear},
+        {"a": 0.25, "b": 0.5, "c": 0.25},
+        classification=True,
+    )
+    rows = torch.randn(7, 4)
+    with torch.no_grad():
+        features = TeacherFeatures(blend)(rows)
+        # Members side by side in name order, scaled by sqrt(weight); the
+        # linear member has no hidden layer and is left out.
+        expected = torch.cat(
+            [0.5 * first.features(rows), 0.5**0.5 * second.features(rows)], dim=1
+        )
+    torch.testing.assert_close(features, expected)
+    assert has_features(blend) and has_features(first)
+    assert not has_features(linear)
+    assert not has_features(
+        BlendedTeacher({"c": linear}, {"c": 1.0}, classification=True)
+    )
+
+
+def test_bag_averages_its_networks_with_equal_weights():
+    torch.manual_seed(0)
+    networks = [nn.Linear(3, 2) for _ in range(4)]
+    X = torch.randn(5, 3)
+    with torch.no_grad():
+        expected = sum(network(X) for network in networks) / 4
+        torch.testing.assert_close(bag(networks, classification=False)(X), expected)
