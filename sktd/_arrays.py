@@ -30,8 +30,8 @@ class TensorBatches:
     dataset : skorch.dataset.Dataset or torch.utils.data.Subset
         Dataset whose ``X`` is a tensor and ``y`` a tensor, a dict of tensors
         or ``None``.
-    batch_size : int, default=128
-        Rows per batch.
+    batch_size : int or "auto", default=128
+        Rows per batch; ``"auto"`` is ``min(200, n_rows)``.
     shuffle : bool, default=False
         Draw a new permutation of the rows each epoch.
     seed : int, default=None
@@ -41,7 +41,8 @@ class TensorBatches:
 
     def __init__(self, dataset, batch_size=128, shuffle=False, seed=None, **_):
         self.X, self.y = _tensors_of(dataset)
-        self.batch_size = batch_size
+        # "auto", as the estimators' batch_size: MLPClassifier's min(200, n).
+        self.batch_size = min(200, len(self.X)) if batch_size == "auto" else batch_size
         self.shuffle = shuffle
         self.generator = None
         if seed is not None:
@@ -71,12 +72,25 @@ def _tensors_of(dataset):
         X, y = _tensors_of(dataset.dataset)
         index = torch.as_tensor(dataset.indices)
         return X[index], take(y, index)
-    if isinstance(dataset, Dataset) and isinstance(dataset.X, torch.Tensor):
-        return dataset.X, dataset.y
+    if isinstance(dataset, Dataset):
+        # A fitted stage net's own predict wraps arrays the caller passed.
+        return _as_tensor(dataset.X), _as_tensor(dataset.y)
     raise TypeError(
-        "TensorBatches needs a skorch Dataset of tensors, got "
+        "TensorBatches needs a skorch Dataset of tensors or arrays, got "
         f"{type(dataset).__name__}."
     )
+
+
+def _as_tensor(data):
+    """Return ``data`` as a tensor (float arrays as float32, as networks expect)."""
+    if data is None or isinstance(data, torch.Tensor):
+        return data
+    if isinstance(data, dict):
+        return {name: _as_tensor(value) for name, value in data.items()}
+    array = np.asarray(data)
+    if array.dtype.kind == "f":
+        array = array.astype(np.float32, copy=False)
+    return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def forward_rows(module, X, device):

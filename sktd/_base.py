@@ -71,6 +71,13 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         "device": [str, torch.device],
     }
 
+    # Like skada's estimators, request sample_domain by default, so that
+    # routed pipelines, searches and skada's scorers pass it with no
+    # set_*_request call (predictions ignore it beyond checking its length).
+    __metadata_request__fit = {"sample_domain": True}
+    __metadata_request__predict = {"sample_domain": True}
+    __metadata_request__score = {"sample_domain": True}
+
     @abstractmethod
     def __init__(
         self,
@@ -387,6 +394,50 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         X = self._transform_inputs(X)
         return forward_rows(self.teacher_.module_, X, self.device)
 
+    def predict_teacher(self, X):
+        """Predict with the teacher (after transfer) instead of the student.
+
+        The teacher is what the student was distilled from: comparing the two
+        shows what distillation kept. ``teacher_`` is the same model as a
+        skorch net, on standardised rows (``input_scaler_.transform(X)``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to predict.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels (classifier) or values in the units of ``y``
+            (regressor).
+        """
+        return self._outputs_to_predictions(self._teacher_outputs(X))
+
+    def score(self, X, y, sample_weight=None, sample_domain=None):
+        """Return the student's accuracy (classifier) or R² (regressor) on ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Test rows.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Their labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows in the score.
+        sample_domain : array-like of shape (n_samples,), default=None
+            Accepted for skada's scorers and routed cross-validation; checked
+            for its length and otherwise ignored: the student predicts the
+            target task.
+
+        Returns
+        -------
+        score : float
+            Accuracy or R² of :meth:`predict`.
+        """
+        predictions = self.predict(X, sample_domain=sample_domain)
+        return float(self._score_predictions(y, predictions, sample_weight))
+
     def distillation_report(self, X, y, n_repeats=5):
         """Compare teacher and student on ``X``, ``y``: what distillation bought.
 
@@ -462,7 +513,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         """Turn the networks' outputs into predictions in the units of ``y``."""
 
     @abstractmethod
-    def _score_predictions(self, y, predictions):
+    def _score_predictions(self, y, predictions, sample_weight=None):
         """Return the accuracy or R² of ``predictions``."""
 
 

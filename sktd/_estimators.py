@@ -195,6 +195,12 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
     (3,)
     """
 
+    __metadata_request__predict_proba = {"sample_domain": True}
+    __metadata_request__predict_log_proba = {"sample_domain": True}
+
+    # Before ClassifierMixin's in the MRO: the base's also takes sample_domain.
+    score = BaseTransferDistill.score
+
     _parameter_constraints = {
         **BaseTransferDistill._parameter_constraints,
         "temperature": [Interval(Real, 0, None, closed="neither")],
@@ -293,6 +299,21 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         """
         return softmax(self._student_outputs(X, sample_domain).astype(np.float64))
 
+    def predict_proba_teacher(self, X):
+        """Class probabilities from the teacher (after transfer).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to classify.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probabilities in the order of ``classes_``.
+        """
+        return softmax(self._teacher_outputs(X).astype(np.float64))
+
     def predict_log_proba(self, X, sample_domain=None):
         """Log of :meth:`predict_proba`."""
         logits = self._student_outputs(X, sample_domain).astype(np.float64)
@@ -345,8 +366,8 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
     def _outputs_to_predictions(self, outputs):
         return self.classes_[np.argmax(outputs, axis=1)]
 
-    def _score_predictions(self, y, predictions):
-        return accuracy_score(y, predictions)
+    def _score_predictions(self, y, predictions, sample_weight=None):
+        return accuracy_score(y, predictions, sample_weight=sample_weight)
 
 
 class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
@@ -503,6 +524,9 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
     (2,)
     """
 
+    # Before RegressorMixin's in the MRO: the base's also takes sample_domain.
+    score = BaseTransferDistill.score
+
     def __init__(
         self,
         teacher=None,
@@ -624,5 +648,5 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         predictions = self.target_scaler_.inverse_transform(outputs.astype(np.float64))
         return predictions.ravel() if self.n_outputs_ == 1 else predictions
 
-    def _score_predictions(self, y, predictions):
-        return r2_score(y, predictions)
+    def _score_predictions(self, y, predictions, sample_weight=None):
+        return r2_score(y, predictions, sample_weight=sample_weight)

@@ -173,6 +173,9 @@ class StageTrainer:
                 *callbacks,
             ],
             device=s.device,
+            # The fitted nets' own predict_proba gives probabilities, as a
+            # skorch classifier's does, whatever the stage's loss.
+            predict_nonlinearity=_probabilities if self.classification else None,
             # skorch's per-epoch table only at verbose >= 2; verbose=1 is
             # one progress line per stage.
             verbose=int(s.verbose >= 2),
@@ -243,6 +246,11 @@ def check_hidden_layer_sizes(sizes):
     if not all(isinstance(s, Integral) and s > 0 for s in sizes):
         raise ValueError(f"hidden layer sizes must be positive integers, got {sizes}.")
     return sizes
+
+
+def _probabilities(logits):
+    """Softmax over classes: the prediction non-linearity of classifier nets."""
+    return torch.softmax(logits, dim=-1)
 
 
 def _silent(*args, **kwargs):

@@ -3,6 +3,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import GridSearchCV
 from skorch import NeuralNetClassifier
 
@@ -334,4 +335,41 @@ def test_classifier_and_regressor_document_shared_parameters_alike():
     assert_docstring_consistency(
         [TransferDistillClassifier, TransferDistillRegressor],
         include_params=shared,
+    )
+
+
+def test_fitted_nets_predict_as_skorch_nets_on_standardised_rows(task, fast_params):
+    cls, (X, y, X_target, y_target) = task
+    model = cls(random_state=0, **fast_params)
+    model.fit(X, y, X_target=X_target, y_target=y_target)
+    rows = model.input_scaler_.transform(X_target)
+    student, teacher = (
+        model.student_.predict_proba(rows),
+        model.teacher_.predict_proba(rows),
+    )
+    if cls is TransferDistillClassifier:
+        np.testing.assert_allclose(student, model.predict_proba(X_target), atol=1e-6)
+        np.testing.assert_allclose(
+            teacher, model.predict_proba_teacher(X_target), atol=1e-6
+        )
+        np.testing.assert_array_equal(
+            model.classes_[teacher.argmax(1)], model.predict_teacher(X_target)
+        )
+    else:
+        scaler = model.target_scaler_
+        np.testing.assert_allclose(
+            scaler.inverse_transform(student).ravel(),
+            model.predict(X_target),
+            rtol=1e-5,
+        )
+        np.testing.assert_allclose(
+            scaler.inverse_transform(teacher).ravel(),
+            model.predict_teacher(X_target),
+            rtol=1e-5,
+        )
+    labelled = slice(0, 20)
+    report = model.distillation_report(X_target[labelled], y_target[labelled])
+    scorer = accuracy_score if cls is TransferDistillClassifier else r2_score
+    assert report["teacher"]["score"] == pytest.approx(
+        scorer(y_target[labelled], model.predict_teacher(X_target[labelled]))
     )

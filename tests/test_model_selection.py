@@ -174,6 +174,7 @@ def test_cross_validate_with_routing_on(stacked, fast_params):
             ).mean()
             for t in (2.0, 4.0)
         ]
+        assert np.isfinite(by_hand).all()
         np.testing.assert_allclose(grid.cv_results_["mean_test_score"], by_hand)
         best = (2.0, 4.0)[int(np.argmax(by_hand))]
         assert grid.best_params_["transferdistillclassifier__temperature"] == best
@@ -231,3 +232,25 @@ def test_predict_ignores_sample_domain(stacked, fast_params):
     np.testing.assert_array_equal(
         model.predict(X), model.predict(X, sample_domain=-np.ones(len(X), int))
     )
+
+
+def test_sample_domain_is_requested_by_default_like_skada(stacked, fast_params):
+    X, y, domain = stacked
+    with sklearn.config_context(enable_metadata_routing=True):
+        # No set_*_request call: fit, predict and score request sample_domain.
+        pipe = make_pipeline(
+            StandardScaler(), TransferDistillClassifier(random_state=0, **fast_params)
+        )
+        results = cross_validate(
+            pipe, X, y, cv=TargetKFold(3), params={"sample_domain": domain}
+        )
+        assert np.isfinite(results["test_score"]).all()
+        pipe.fit(X, y, sample_domain=domain)
+        target = domain < 0
+        labelled = target & (y != -1)
+        score = pipe.score(X[labelled], y[labelled], sample_domain=domain[labelled])
+        assert score == pipe.score(X[labelled], y[labelled])
+    model = TransferDistillClassifier(random_state=0, **fast_params)
+    model.fit(X, y, sample_domain=domain)
+    with pytest.raises(ValueError, match="sample_domain has 3 entries"):
+        model.score(X[labelled], y[labelled], sample_domain=domain[:3])
