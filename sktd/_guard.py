@@ -104,8 +104,16 @@ def guard(
         name: np.zeros((len(X), trainer.n_outputs), np.float32) for name in CANDIDATES
     }
     outputs["pretrained"] = forward_rows(pretrained, X, device)
+    stand_ins = _stand_ins(y, y_pool, source_rows, trainer, seeds("guard_stand_ins"))
+    X_stand_in = X_pool[stand_ins]
+    stand_in_outputs = {
+        name: np.zeros((len(stand_ins), trainer.n_outputs), np.float32)
+        for name in CANDIDATES
+    }
+    if len(stand_ins):
+        stand_in_outputs["pretrained"] = forward_rows(pretrained, X_stand_in, device)
     fold_networks = []
-    folds = _folds(y, trainer.classification, seeds("guard_folds"))
+    folds = list(_folds(y, trainer.classification, seeds("guard_folds")))
     for fold, (train, test) in enumerate(folds):
         fold_seed = seeds("guard_fold", fold)
         fitted = {
@@ -124,10 +132,24 @@ def guard(
         }
         for name, module in fitted.items():
             outputs[name][test] = forward_rows(module, X[test], device)
+            if len(stand_ins):
+                stand_in_outputs[name] += forward_rows(
+                    module, X_stand_in, device
+                ) / len(folds)
         fold_networks.append(fitted["target_network"])
+    if len(stand_ins):
+        outputs = {
+            name: np.concatenate([outputs[name], stand_in_outputs[name]])
+            for name in CANDIDATES
+        }
+        y = np.concatenate([y, y_pool[stand_ins]])
     weights, losses = choose_weights(
         outputs, y, trainer.classification, seed=seeds("guard_weights")
     )
+    if len(stand_ins):
+        # Rehearsal and the target-only linear model below see the target rows
+        # only; the stand-ins served the weighing.
+        y = y[: len(X)]
     candidates = {
         "pretrained": pretrained,
         "transferred": transferred,
@@ -146,6 +168,33 @@ def guard(
         )
     teacher, _ = blend(candidates, weights, trainer.classification)
     return weights, losses, teacher
+
+
+def _stand_ins(y, y_pool, source_rows, trainer, seed):
+    """Source rows standing in for the classes the labelled target rows lack.
+
+    The out-of-fold loss on labelled target rows cannot see a class none of
+    them has: a target-only candidate that never predicts it looks as good as
+    a source-informed one that does, and the blend would drop the class. For
+    each such class the source has, a few of its source rows (as many as the
+    target rows of an average present class, at least 5) join the rows the
+    blend is weighed on, so that forgetting the class costs what it costs on
+    the source, the only evidence there is. Returns their indices in the pool
+    (none for regression or when no class is missing).
+    """
+    if not trainer.classification:
+        return np.zeros(0, dtype=np.int64)
+    source_labels = y_pool[source_rows]
+    missing = np.setdiff1d(np.unique(source_labels), np.unique(y))
+    if not len(missing):
+        return np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    per_class = max(5, len(y) // len(np.unique(y)))
+    picked = []
+    for label in missing:
+        rows = source_rows[source_labels == label]
+        picked.append(rng.choice(rows, min(per_class, len(rows)), replace=False))
+    return np.sort(np.concatenate(picked))
 
 
 def blend(candidates, weights, classification):

@@ -26,6 +26,7 @@ STREAMS = (
     "distil",  # the student's initialisation and batch order
     "perturbation",  # consistent teaching's noise / mixup
     "hint_adapter",  # the hint loss's adapter
+    "guard_stand_ins",  # source rows standing in for classes the target lacks
 )
 
 
