@@ -214,14 +214,16 @@ def main():
     }
     for label, line in summaries.items():
         print(f"{label}: {line}")
-    if args.quick or args.only or params or args.suite != "all" or args.half != "both":
+    if args.quick or args.only or params or args.half != "both":
         return
+    suites = "both suites" if args.suite == "all" else f"the {args.suite} suite only"
+    command = " ".join(["python benchmarks/bench_transfer.py", *sys.argv[1:]])
     text = [
         "Transfer and distillation against the usual alternatives",
         "========================================================",
         "",
-        f"Produced by ``python benchmarks/bench_transfer.py`` ({len(seeds)} "
-        f"seeds) on {platform.platform()}, {os.cpu_count()} CPU cores, torch "
+        f"Produced by ``{command}`` ({len(seeds)} seeds, {suites}) on "
+        f"{platform.platform()}, {os.cpu_count()} CPU cores, torch "
         f"{torch.__version__}, scikit-learn {sklearn.__version__}. Scores are "
         "accuracy or R² on test rows of the target domain, in points. The "
         "*CV-picked baseline* is what a careful user would fit: each of MLP, "

@@ -51,6 +51,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         "transfer_strategy": [StrOptions(set(TRANSFER_STRATEGIES))],
         "l2sp_strength": [Interval(Real, 0, None, closed="left")],
         "negative_transfer_guard": ["boolean"],
+        "teacher_pool": [StrOptions({"networks", "tabular"})],
         "alpha": [Interval(Real, 0, 1, closed="both")],
         "hint_weight": [Interval(Real, 0, None, closed="left")],
         "consistent_teaching": [None, StrOptions({"noise", "mixup"})],
@@ -90,6 +91,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         transfer_strategy,
         l2sp_strength,
         negative_transfer_guard,
+        teacher_pool,
         alpha,
         hint_weight,
         consistent_teaching,
@@ -114,6 +116,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         self.transfer_strategy = transfer_strategy
         self.l2sp_strength = l2sp_strength
         self.negative_transfer_guard = negative_transfer_guard
+        self.teacher_pool = teacher_pool
         self.alpha = alpha
         self.hint_weight = hint_weight
         self.consistent_teaching = consistent_teaching
@@ -261,6 +264,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             network_spec=None if self._teacher_is_pretrained() else self.teacher,
             hidden_layer_sizes=self.teacher_hidden_layer_sizes,
             seeds=seeds,
+            tabular=self.teacher_pool == "tabular",
         )
         net, choice = self._teacher(trainer, module, weights, losses)
         return net, transferred.history, choice

@@ -85,6 +85,16 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         blend, averaged over bootstrap resamples of those rows, so that a
         source that does not help the target gets no weight. ``False``: the
         transferred network is the teacher.
+    teacher_pool : {"networks", "tabular"}, default="networks"
+        The guard's candidates. ``"networks"``: the five above.
+        ``"tabular"``: also the scikit-learn models a tabular user would fit
+        (HistGradientBoosting on the target rows or pooled with up to 5,000
+        source rows; pooled linear models, plain, on Daumé III's augmented
+        features, and with source rows importance-weighted by a domain
+        classifier), weighed by bagged ensemble selection shrunk halfway
+        toward the best single candidate. A teacher holding scikit-learn models
+        cannot be written by :func:`sktd.save` (use pickle). Not yet the default:
+        it awaits the development half of the benchmark.
     temperature : float, default=4.0
         Softening temperature ``T`` of the distillation loss; the teacher term
         is scaled by ``T**2``.
@@ -218,6 +228,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         transfer_strategy="l2sp",
         l2sp_strength=0.01,
         negative_transfer_guard=True,
+        teacher_pool="networks",
         temperature=4.0,
         alpha=0.9,
         distillation_loss="kl",
@@ -245,6 +256,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
             transfer_strategy=transfer_strategy,
             l2sp_strength=l2sp_strength,
             negative_transfer_guard=negative_transfer_guard,
+            teacher_pool=teacher_pool,
             alpha=alpha,
             hint_weight=hint_weight,
             consistent_teaching=consistent_teaching,
@@ -417,6 +429,16 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         blend, averaged over bootstrap resamples of those rows, so that a
         source that does not help the target gets no weight. ``False``: the
         transferred network is the teacher.
+    teacher_pool : {"networks", "tabular"}, default="networks"
+        The guard's candidates. ``"networks"``: the five above.
+        ``"tabular"``: also the scikit-learn models a tabular user would fit
+        (HistGradientBoosting on the target rows or pooled with up to 5,000
+        source rows; pooled linear models, plain, on Daumé III's augmented
+        features, and with source rows importance-weighted by a domain
+        classifier), weighed by bagged ensemble selection shrunk halfway
+        toward the best single candidate. A teacher holding scikit-learn models
+        cannot be written by :func:`sktd.save` (use pickle). Not yet the default:
+        it awaits the development half of the benchmark.
     alpha : float, default=0.9
         Weight of the teacher term in the distillation loss; ``1 - alpha``
         weighs the hard labels. Unlabelled rows use the teacher term only.
@@ -538,6 +560,7 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         transfer_strategy="l2sp",
         l2sp_strength=0.01,
         negative_transfer_guard=True,
+        teacher_pool="networks",
         alpha=0.9,
         hint_weight=0.0,
         consistent_teaching=None,
@@ -563,6 +586,7 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
             transfer_strategy=transfer_strategy,
             l2sp_strength=l2sp_strength,
             negative_transfer_guard=negative_transfer_guard,
+            teacher_pool=teacher_pool,
             alpha=alpha,
             hint_weight=hint_weight,
             consistent_teaching=consistent_teaching,

@@ -27,6 +27,8 @@ STREAMS = (
     "perturbation",  # consistent teaching's noise / mixup
     "hint_adapter",  # the hint loss's adapter
     "guard_stand_ins",  # source rows standing in for classes the target lacks
+    "guard_pooled_sample",  # the source sample of the pooled tabular candidates
+    "guard_tabular",  # the tabular candidates refitted on every labelled row
 )
 
 

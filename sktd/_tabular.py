@@ -1,0 +1,198 @@
+"""Tabular candidates for the guard: the scikit-learn models a user would fit.
+
+On tabular shifts the usual winners are gradient boosting and linear models,
+on the target rows alone or pooled with the source rows, not networks. With
+``teacher_pool="tabular"`` the guard weighs these beside its networks:
+
+``"hgb_target"``, ``"hgb_pooled"``
+    HistGradientBoosting on the labelled target rows, or on them pooled with
+    (a sample of) the source rows.
+``"linear_pooled"``
+    Logistic regression / ridge on the pooled rows.
+``"linear_augmented"``
+    The same on Daumé III's augmented features ``[x, x * is_source,
+    x * is_target]`` ("Frustratingly easy domain adaptation", 2007): shared
+    weights plus a per-domain correction.
+``"linear_weighted"``
+    Pooled, each source row weighted by ``p(target | x) / p(source | x)`` from a
+    logistic domain classifier (importance weighting; clipped, mean one).
+
+Each is fitted on standardised rows (and standardised targets) and wrapped in
+:class:`ScikitLearnTeacher`, a torch module, so blends, distillation and
+:func:`~sktd._arrays.forward_rows` treat it as any other teacher.
+"""
+
+import numpy as np
+import torch
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+)
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from torch import nn
+
+TABULAR_CANDIDATES = (
+    "hgb_target",
+    "hgb_pooled",
+    "linear_pooled",
+    "linear_augmented",
+    "linear_weighted",
+)
+
+# Pooled candidates learn from at most this many source rows, so the guard's
+# cost stays bounded as the source grows.
+POOLED_SOURCE_ROWS = 5000
+
+# Importance weights are clipped to this range before normalising.
+_WEIGHT_CLIP = (0.05, 20.0)
+
+# Log-probability of a class a model never saw.
+_UNSEEN_CLASS_LOGIT = -30.0
+
+_RIDGE_ALPHAS = np.logspace(-3, 3, 13)
+
+
+class ScikitLearnTeacher(nn.Module):
+    """A fitted scikit-learn model as a (frozen, CPU) torch module.
+
+    Classification: returns log-probabilities over the ``n_outputs`` encoded
+    classes (a class the model never saw gets a logit of -30). Regression:
+    returns the predictions, shape ``(n, n_outputs)``.
+
+    Parameters
+    ----------
+    model : estimator
+        Fitted on standardised rows; ``predict_proba`` (classes) or
+        ``predict`` (regression).
+    n_outputs : int
+        Number of classes or regression targets.
+    classification : bool
+        Which of the two.
+    augment : bool, default=False
+        Feed ``[x, 0, x]`` (Daumé III's augmentation of a target row).
+    """
+
+    def __init__(self, model, n_outputs, classification, augment=False):
+        super().__init__()
+        self.model = model
+        self.n_outputs = n_outputs
+        self.classification = classification
+        self.augment = augment
+
+    def forward(self, X):
+        """Return the model's log-probabilities or predictions as a tensor."""
+        rows = X.detach().cpu().numpy().astype(np.float64)
+        if self.augment:
+            rows = augment(rows, is_source=np.zeros(len(rows), bool))
+        if self.classification:
+            outputs = np.full((len(rows), self.n_outputs), _UNSEEN_CLASS_LOGIT)
+            proba = self.model.predict_proba(rows)
+            outputs[:, self.model.classes_] = np.log(np.clip(proba, 1e-12, 1.0))
+        else:
+            outputs = self.model.predict(rows).reshape(len(rows), -1)
+        return torch.as_tensor(outputs, dtype=torch.float32, device=X.device)
+
+
+def augment(X, is_source):
+    """Daumé III's augmented features ``[x, x * is_source, x * is_target]``."""
+    source = is_source[:, None].astype(X.dtype)
+    return np.hstack([X, X * source, X * (1 - source)])
+
+
+def fit_tabular(name, X, y, X_source, y_source, classification, n_outputs, seed):
+    """Fit the tabular candidate ``name``; return it as a :class:`ScikitLearnTeacher`.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`TABULAR_CANDIDATES`.
+    X, y : ndarray
+        Labelled target rows (standardised) and their encoded labels.
+    X_source, y_source : ndarray
+        The (sampled) labelled source rows, for the pooled candidates.
+    classification : bool
+        Classes or regression.
+    n_outputs : int
+        Number of classes or targets.
+    seed : int
+        Seeds the gradient boosting.
+    """
+    if name == "hgb_target":
+        return _teacher(_hgb(classification, seed), X, y, classification, n_outputs)
+    X_pooled = np.concatenate([X_source, X])
+    y_pooled = np.concatenate([y_source, y])
+    is_source = np.arange(len(X_pooled)) < len(X_source)
+    if name == "hgb_pooled":
+        model = _hgb(classification, seed)
+        return _teacher(model, X_pooled, y_pooled, classification, n_outputs)
+    if name == "linear_pooled":
+        model = _linear(classification)
+        return _teacher(model, X_pooled, y_pooled, classification, n_outputs)
+    if name == "linear_augmented":
+        rows = augment(X_pooled, is_source)
+        model = _fitted(_linear(classification), rows, y_pooled, classification)
+        return ScikitLearnTeacher(model, n_outputs, classification, augment=True)
+    if name == "linear_weighted":
+        weights = np.ones(len(X_pooled))
+        weights[is_source] = importance_weights(X_source, X)
+        model = _fitted(
+            _linear(classification), X_pooled, y_pooled, classification, weights
+        )
+        return ScikitLearnTeacher(model, n_outputs, classification)
+    raise ValueError(f"Unknown tabular candidate {name!r}.")
+
+
+def importance_weights(X_source, X_target):
+    """``p(target | x) / p(source | x)`` of each source row, clipped, mean one."""
+    rows = np.concatenate([X_source, X_target])
+    is_target = np.arange(len(rows)) >= len(X_source)
+    domain = LogisticRegression(max_iter=1000, class_weight="balanced")
+    domain.fit(rows, is_target)
+    p_target = domain.predict_proba(X_source)[:, 1]
+    ratio = np.clip(p_target / np.clip(1 - p_target, 1e-12, None), *_WEIGHT_CLIP)
+    return ratio / ratio.mean()
+
+
+def _hgb(classification, seed):
+    if classification:
+        return HistGradientBoostingClassifier(random_state=seed)
+    return HistGradientBoostingRegressor(random_state=seed)
+
+
+def _linear(classification):
+    if classification:
+        return LogisticRegression(max_iter=1000)
+    return RidgeCV(alphas=_RIDGE_ALPHAS)
+
+
+def _teacher(model, X, y, classification, n_outputs):
+    return ScikitLearnTeacher(
+        _fitted(model, X, y, classification), n_outputs, classification
+    )
+
+
+def _fitted(model, X, y, classification, sample_weight=None):
+    """Fit ``model``; a single class seen gets a model that predicts it."""
+    if classification and len(np.unique(y)) < 2:
+        return _OneClass(np.unique(y))
+    if (
+        not classification
+        and y.shape[1] > 1
+        and isinstance(model, HistGradientBoostingRegressor)
+    ):
+        from sklearn.multioutput import MultiOutputRegressor
+
+        model = MultiOutputRegressor(model)
+    elif not classification:
+        y = y.ravel() if y.shape[1] == 1 else y
+    return model.fit(X, y, sample_weight=sample_weight)
+
+
+class _OneClass:
+    """A fitted classifier that predicts its one class everywhere."""
+
+    def __init__(self, classes):
+        self.classes_ = classes
+
+    def predict_proba(self, X):
+        return np.ones((len(X), 1))

@@ -1,0 +1,114 @@
+"""Tabular candidates of the guard (``sktd._tabular``) and their weighing."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import make_classification, make_regression
+from sklearn.linear_model import LogisticRegression
+
+from sktd import TransferDistillClassifier, TransferDistillRegressor
+from sktd._guard import select_ensemble
+from sktd._tabular import (
+    TABULAR_CANDIDATES,
+    ScikitLearnTeacher,
+    augment,
+    fit_tabular,
+    importance_weights,
+)
+
+
+def test_scikit_learn_teacher_returns_log_probabilities_over_every_class():
+    X, y = make_classification(80, n_features=4, n_classes=2, random_state=0)
+    model = LogisticRegression().fit(X, y)
+    teacher = ScikitLearnTeacher(model, n_outputs=3, classification=True)
+    with torch.no_grad():
+        outputs = teacher(torch.as_tensor(X, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(
+        np.exp(outputs[:, :2]), model.predict_proba(X), rtol=1e-5, atol=1e-6
+    )
+    # The encoded class the model never saw gets (almost) no probability.
+    assert (outputs[:, 2] == -30).all()
+    assert not any(True for _ in teacher.parameters())
+
+
+@pytest.mark.parametrize("classification", [True, False])
+@pytest.mark.parametrize("name", TABULAR_CANDIDATES)
+def test_every_candidate_fits_and_predicts_every_output(name, classification):
+    if classification:
+        X, y = make_classification(120, n_features=5, n_classes=3, n_informative=3)
+        n_outputs = 3
+    else:
+        X, y = make_regression(120, n_features=5, n_targets=2, random_state=0)
+        y = (y - y.mean(0)) / y.std(0)
+        n_outputs = 2
+    X = X.astype(np.float32)
+    teacher = fit_tabular(
+        name, X[:30], y[:30], X[30:], y[30:], classification, n_outputs, seed=0
+    )
+    with torch.no_grad():
+        outputs = teacher(torch.as_tensor(X)).numpy()
+    assert outputs.shape == (120, n_outputs) and np.isfinite(outputs).all()
+    pickle.loads(pickle.dumps(teacher))
+
+
+def test_augmented_rows_split_shared_and_domain_specific_parts():
+    X = np.array([[1.0, 2.0], [3.0, 4.0]])
+    rows = augment(X, is_source=np.array([True, False]))
+    np.testing.assert_array_equal(rows, [[1, 2, 1, 2, 0, 0], [3, 4, 0, 0, 3, 4]])
+
+
+def test_importance_weights_favour_target_like_source_rows():
+    rng = np.random.RandomState(0)
+    X_source = rng.normal(0, 1, (400, 1))
+    X_target = rng.normal(1.5, 0.5, (100, 1))
+    weights = importance_weights(X_source, X_target)
+    assert weights.mean() == pytest.approx(1.0)
+    near, far = X_source[:, 0] > 1.0, X_source[:, 0] < -1.0
+    assert weights[near].mean() > 5 * weights[far].mean()
+
+
+def test_ensemble_selection_is_shrunk_toward_the_best_single_candidate():
+    rng = np.random.RandomState(0)
+    target = rng.normal(size=(60, 1))
+    outputs = {
+        "good": target + 0.3 * rng.normal(size=(60, 1)),
+        "other": target + 0.3 * rng.normal(size=(60, 1)),
+        "bad": rng.normal(size=(60, 1)),
+    }
+    weights, losses = select_ensemble(outputs, target, classification=False)
+    assert sum(weights.values()) == pytest.approx(1.0)
+    best = min(("good", "other", "bad"), key=losses.get)
+    # Half the weight goes to the best single candidate, the rest to the
+    # selected ensemble, which averages the two good ones and drops the bad.
+    assert weights[best] >= 0.5
+    assert weights["bad"] < 0.05
+    assert losses["blend"] < min(losses["good"], losses["other"])
+    y = rng.randint(0, 3, 60)
+    outputs = {"right": np.eye(3)[y] * 5.0, "noise": rng.normal(size=(60, 3))}
+    weights, _ = select_ensemble(outputs, y, classification=True)
+    assert weights["right"] > 0.9
+
+
+@pytest.mark.parametrize("cls", [TransferDistillClassifier, TransferDistillRegressor])
+def test_tabular_pool_through_fit(cls, classification_domains, regression_domains):
+    X, y, X_target, y_target = (
+        classification_domains
+        if cls is TransferDistillClassifier
+        else regression_domains
+    )
+    model = cls(
+        teacher_pool="tabular",
+        teacher_hidden_layer_sizes=(16,),
+        student_hidden_layer_sizes=(8,),
+        learning_rate_init=0.01,
+        max_iter=15,
+        random_state=0,
+    ).fit(X, y, X_target=X_target, y_target=y_target)
+    assert set(TABULAR_CANDIDATES) <= set(model.transfer_weights_)
+    assert sum(model.transfer_weights_.values()) == pytest.approx(1.0)
+    assert max(model.transfer_weights_.values()) >= 0.5
+    assert model.predict_teacher(X_target).shape == model.predict(X_target).shape
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(again.predict(X_target), model.predict(X_target))
