@@ -105,6 +105,8 @@ def forward_rows(module, X, device):
     if module.training:
         module.eval()
     n_rows = len(X)
+    if not n_rows:
+        raise ValueError("forward_rows needs at least one row.")
     padding = -n_rows % _PREDICT_BLOCK
     if padding:
         X = np.concatenate([X, np.zeros((padding,) + X.shape[1:], dtype=X.dtype)])

@@ -92,9 +92,10 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         source rows; pooled linear models, plain, on Daumé III's augmented
         features, and with source rows importance-weighted by a domain
         classifier), weighed by bagged ensemble selection shrunk halfway
-        toward the best single candidate. A teacher holding scikit-learn models
-        cannot be written by :func:`sktd.save` (use pickle). Not yet the default:
-        it awaits the development half of the benchmark.
+        toward the best single candidate. :func:`sktd.save` cannot write a
+        model fitted with ``"tabular"`` (its teacher may hold scikit-learn
+        models; use pickle). Not yet the default: it awaits the development
+        half of the benchmark.
     temperature : float, default=4.0
         Softening temperature ``T`` of the distillation loss; the teacher term
         is scaled by ``T**2``.
@@ -436,9 +437,10 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         source rows; pooled linear models, plain, on Daumé III's augmented
         features, and with source rows importance-weighted by a domain
         classifier), weighed by bagged ensemble selection shrunk halfway
-        toward the best single candidate. A teacher holding scikit-learn models
-        cannot be written by :func:`sktd.save` (use pickle). Not yet the default:
-        it awaits the development half of the benchmark.
+        toward the best single candidate. :func:`sktd.save` cannot write a
+        model fitted with ``"tabular"`` (its teacher may hold scikit-learn
+        models; use pickle). Not yet the default: it awaits the development
+        half of the benchmark.
     alpha : float, default=0.9
         Weight of the teacher term in the distillation loss; ``1 - alpha``
         weighs the hard labels. Unlabelled rows use the teacher term only.

@@ -1,16 +1,31 @@
 """Saving and loading fitted estimators without pickle.
 
 :func:`save` writes one ``.safetensors`` file: the networks' weights and the
-scalers' statistics as tensors, and the estimator's parameters and fitted
-metadata as JSON in the file's header. :func:`load` reads it back with
-``safetensors`` and ``json`` only: no ``pickle``, so a file from an untrusted
-source cannot run code. A SHA-256 digest over the header and every tensor is
-checked on load, so an edited or corrupted file is refused.
+scalers' statistics as tensors, and the estimator's parameters, fitted
+metadata and per-epoch training history as JSON in the file's header.
+:func:`load` reads it back with ``safetensors`` and ``json`` only: no
+``pickle``, so opening a file runs no code from it.
+
+What the checks guarantee (the threat model of formats such as safetensors
+and skops: loading is safe to run; authenticity needs a signature):
+
+* Every file carries a SHA-256 digest of its header and tensors. It detects
+  corruption (a truncated copy, a flipped bit), **not tampering**: whoever
+  edits a file can recompute it.
+* A file saved with a secret ``key`` also carries an HMAC-SHA256 of the same
+  bytes, which only a holder of the key can compute. Load a file from a source
+  you do not control only with ``key=``: then an edited or forged file is
+  refused.
+* Whatever its origin, a file is validated before anything is built from it:
+  every header field, then the name, dtype and shape of every tensor against
+  what the header implies. A malformed file gets a ``ValueError`` naming the
+  field, at a cost in time and memory proportional to the file's size.
 
 :func:`~sktd.export_onnx` (in ``_onnx``) writes the student as ONNX.
 """
 
 import hashlib
+import hmac
 import json
 
 import numpy as np
@@ -18,22 +33,46 @@ import torch
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from ._estimators import TransferDistillClassifier, TransferDistillRegressor
-from ._guard import bag_size, teacher_architecture
+from ._guard import CANDIDATES, bag_size, teacher_architecture
+from ._model_file import (
+    _CLASS_DTYPES,
+    _HEX_DIGEST,
+    _HIDDEN_SIZES,
+    _HISTORY_MAX_ENTRIES,
+    _HISTORY_MAX_TEXT,
+    _STAGES,
+    _STORED_DTYPES,
+    ESTIMATORS,
+    FORMAT,
+    FORMAT_VERSION,
+    _check_device,
+    _check_header,
+    _check_tensors,
+    _is_available,
+    _parse_header,
+    _show,
+)
 from ._nets import DistillationNet, SupervisedNet
 from ._networks import MLP
 
-FORMAT = "sktd-safetensors"
-FORMAT_VERSION = 1
+# Entries of the safetensors metadata: the JSON header and its checks.
+_HEADER = "sktd"
 
 
-ESTIMATORS = {
-    cls.__name__: cls for cls in (TransferDistillClassifier, TransferDistillRegressor)
-}
+_DIGEST = "sha256"
 
 
-def save(estimator, path):
+_HMAC = "hmac_sha256"
+
+
+def save(estimator, path, *, key=None):
     """Save a fitted sktd estimator to ``path`` without pickle.
+
+    The file holds the weights (safetensors), the parameters, fitted metadata
+    and per-epoch training history (JSON), and a SHA-256 digest of both. The
+    digest detects corruption, not tampering: anyone who edits the file can
+    recompute it. Pass a secret ``key`` to also sign the file with an
+    HMAC-SHA256, which :func:`load` then verifies.
 
     Parameters
     ----------
@@ -43,6 +82,20 @@ def save(estimator, path):
         rebuilt without running their code: pickle those instead.
     path : str or path-like
         File to write, conventionally ending in ``.safetensors``.
+    key : bytes or str, default=None
+        Secret key of the HMAC-SHA256 signature (a ``str`` is encoded as
+        UTF-8). A signed file loads only with the same key. ``None`` writes an
+        unsigned file.
+
+    Raises
+    ------
+    TypeError
+        If the estimator is not an sktd estimator, holds a custom network, or
+        has a parameter (named in the message) that JSON cannot hold, such as
+        a ``RandomState`` instance; or if ``key`` is not bytes or str.
+    ValueError
+        If ``key`` is empty, or a parameter (named in the message) has a value
+        :func:`load` would refuse.
 
     Examples
     --------
@@ -55,9 +108,16 @@ def save(estimator, path):
     >>> save(model, path)
     >>> bool((load(path).predict_proba(X) == model.predict_proba(X)).all())
     True
+
+    A signed file needs its key to load:
+
+    >>> save(model, path, key=b"a secret")
+    >>> bool((load(path, key=b"a secret").predict(X) == model.predict(X)).all())
+    True
     """
     from safetensors.torch import save_file
 
+    key = _check_key(key)
     if type(estimator).__name__ not in ESTIMATORS:
         raise TypeError(
             "save expects a TransferDistillClassifier or TransferDistillRegressor, "
@@ -72,10 +132,13 @@ def save(estimator, path):
                 "which cannot be rebuilt without running its code. Use pickle "
                 "(or torch.save) for it."
             )
-    params = estimator.get_params(deep=False)
-    if not isinstance(params["random_state"], (int, type(None))):
-        params["random_state"] = None
-    params["device"] = str(params["device"])
+    foreign = sorted(set(estimator.transfer_weights_) - set(CANDIDATES))
+    if foreign:
+        raise TypeError(
+            "save supports teachers made of sktd's networks only; this "
+            f"estimator's guard weighed {foreign} (teacher_pool), models "
+            "that cannot be rebuilt without running their code. Use pickle for it."
+        )
     tensors = {
         "input_scaler.mean": torch.from_numpy(estimator.input_scaler_.mean_),
         "input_scaler.scale": torch.from_numpy(estimator.input_scaler_.scale_),
@@ -87,13 +150,13 @@ def save(estimator, path):
         )
     for name in ("teacher", "student"):
         module = getattr(estimator, f"{name}_").module_
-        for key, value in module.state_dict().items():
-            tensors[f"{name}.{key}"] = value.detach().cpu().contiguous()
+        for name_in_module, value in module.state_dict().items():
+            tensors[f"{name}.{name_in_module}"] = value.detach().cpu().contiguous()
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "estimator": type(estimator).__name__,
-        "params": params,
+        "params": _params_to_json(estimator.get_params(deep=False)),
         "n_features_in": int(estimator.n_features_in_),
         "feature_names_in": (
             estimator.feature_names_in_.tolist()
@@ -111,98 +174,242 @@ def save(estimator, path):
             estimator.transfer_choice_,
             estimator.transfer_weights_,
         ),
+        "history": _history_to_json(getattr(estimator, "history_", None)),
     }
     header = json.dumps(metadata, sort_keys=True)
-    save_file(
-        tensors,
-        str(path),
-        metadata={"sktd": header, "sha256": _digest(header, tensors)},
-    )
+    # Never write a file that load would refuse.
+    try:
+        _check_header(_parse_header(header))
+    except ValueError as error:
+        raise ValueError(f"save cannot write this estimator: {error}") from None
+    checks = {_DIGEST: _digest(header, tensors)}
+    if key is not None:
+        checks[_HMAC] = _digest(header, tensors, key)
+    save_file(tensors, str(path), metadata={_HEADER: header, **checks})
 
 
-def load(path):
+def load(path, *, key=None, device=None):
     """Load an estimator written by :func:`save`; never unpickles.
+
+    The file is checked before anything is built from it: its SHA-256 digest
+    (or, with ``key``, its HMAC-SHA256), then every field of its header, then
+    the name, dtype and shape of every tensor against what the header implies.
+    Loading costs time and memory proportional to the file's size.
+
+    The SHA-256 digest detects corruption, not tampering: anyone who edits a
+    file can recompute it. Load a file from a source you do not control only
+    with the ``key`` it was signed with.
 
     Parameters
     ----------
     path : str or path-like
         File written by :func:`save`.
+    key : bytes or str, default=None
+        The secret key the file was signed with (``save(..., key=key)``).
+        With a key, a file without a signature or whose signature does not
+        verify is refused. Without one, a signed file is refused too: it was
+        signed to be verified.
+    device : str or torch.device, default=None
+        Where the networks' weights go and the estimator predicts, e.g.
+        ``"cpu"`` or ``"cuda"``. ``None``: the device the estimator was saved
+        with if this machine has it, else ``"cpu"``.
 
     Returns
     -------
     estimator : TransferDistillClassifier or TransferDistillRegressor
-        The fitted estimator; its predictions equal the saved one's. Training
-        histories are not saved.
+        The fitted estimator; its predictions equal the saved one's. Its
+        ``history_`` holds each stage's per-epoch records (without skorch's
+        per-batch ones); files of format version 1 have none.
 
     Raises
     ------
     ValueError
-        If the file is not an sktd file, was written by a newer format, or
-        fails its integrity check (edited or corrupted).
+        If the file is not an sktd file or not readable, was written by a
+        newer format, fails its integrity check (corrupted) or authenticity
+        check (wrong key, or edited), is signed but no key is given (or the
+        other way round), or holds a malformed header field or tensor (named
+        in the message); if ``device`` is not a torch device or not available
+        on this machine; or if ``key`` is empty.
+    TypeError
+        If ``key`` is not bytes or str.
     """
+    key = _check_key(key)
+    if device is not None:
+        device = _check_device(device, "device")
+        if not _is_available(torch.device(device)):
+            raise ValueError(
+                f"device={device!r} is not available on this machine (or this "
+                "torch build); use device='cpu' or leave device=None."
+            )
+    header, checks, tensors = _read(path)
+    _verify(path, header, checks, tensors, key)
+    try:
+        fields = _check_header(_parse_header(header))
+        _check_tensors(fields, tensors)
+    except ValueError as error:
+        raise ValueError(f"{path} is not a valid sktd file: {error}") from None
+    if device is None:
+        saved = fields["params"]["device"]
+        device = saved if _is_available(torch.device(saved)) else "cpu"
+    return _build(fields, tensors, device)
+
+
+def _read(path):
+    """Return the header text, its digests and the tensors of an sktd file."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as handle:
-            header_metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            metadata = handle.metadata() or {}
+            if _HEADER not in metadata or _DIGEST not in metadata:
+                raise _Refused(f"{path} is a safetensors file, but not one sktd wrote.")
+            names = list(handle.keys())
+            for name in names:
+                dtype = handle.get_slice(name).get_dtype()
+                if dtype not in _STORED_DTYPES:
+                    raise _Refused(
+                        f"{path} stores tensor {_show(name)} of dtype {dtype}; "
+                        "sktd writes float32 and float64 tensors only."
+                    )
+            tensors = {name: handle.get_tensor(name) for name in names}
+    except _Refused as refusal:
+        raise ValueError(str(refusal)) from None
     except (OSError, RuntimeError, ValueError, SafetensorError) as error:
         raise ValueError(f"{path} is not a readable sktd file: {error}") from error
-    header = header_metadata.get("sktd")
-    if header is None or "sha256" not in header_metadata:
-        raise ValueError(f"{path} is a safetensors file, but not one sktd wrote.")
-    if _digest(header, tensors) != header_metadata["sha256"]:
+    unknown = sorted(set(metadata) - {_HEADER, _DIGEST, _HMAC})
+    if unknown:
         raise ValueError(
-            f"{path} failed its integrity check: its contents do not match the "
-            "digest written by sktd.save (the file was edited or corrupted)."
+            f"{path} carries metadata sktd does not write ({_show(unknown)}); "
+            "it is not a file sktd.save wrote."
         )
-    metadata = json.loads(header)
-    if metadata.get("format") != FORMAT or metadata.get("format_version", 0) > (
-        FORMAT_VERSION
-    ):
+    checks = {name: metadata[name] for name in (_DIGEST, _HMAC) if name in metadata}
+    for name, value in checks.items():
+        if not _HEX_DIGEST.fullmatch(value):
+            raise ValueError(
+                f"{path} failed its integrity check: its {name} entry is not a "
+                "hexadecimal SHA-256 digest."
+            )
+    return metadata[_HEADER], checks, tensors
+
+
+class _Refused(Exception):
+    """A file refused while it is open; re-raised as a ``ValueError``."""
+
+
+def _verify(path, header, checks, tensors, key):
+    """Check the file's HMAC (with a key) or its SHA-256 digest (without)."""
+    signed = _HMAC in checks
+    if key is None:
+        if signed:
+            raise ValueError(
+                f"{path} is signed with a key (it carries an HMAC-SHA256): pass "
+                "the key it was signed with, load(path, key=...), so that the "
+                "signature is verified."
+            )
+        if not hmac.compare_digest(_digest(header, tensors), checks[_DIGEST]):
+            raise ValueError(
+                f"{path} failed its integrity check: its contents do not match "
+                "the digest written by sktd.save (the file was edited or "
+                "corrupted)."
+            )
+        return
+    if not signed:
         raise ValueError(
-            f"{path} has format {metadata.get('format')!r} version "
-            f"{metadata.get('format_version')}; this sktd reads {FORMAT!r} up to "
-            f"version {FORMAT_VERSION}."
+            f"{path} is not signed, but a key was given: the file carries no "
+            "HMAC-SHA256, so nothing proves who wrote it. Sign it with "
+            "save(estimator, path, key=...), or load a file you trust without "
+            "key."
         )
-    classes = ESTIMATORS
-    if metadata["estimator"] not in classes:
+    if not hmac.compare_digest(_digest(header, tensors, key), checks[_HMAC]):
         raise ValueError(
-            f"{path} names an unknown estimator {metadata['estimator']!r}."
+            f"{path} failed its authenticity check: its HMAC-SHA256 does not "
+            "verify with this key (wrong key, or the file was edited or "
+            "corrupted)."
         )
-    params = metadata["params"]
-    for name in ("teacher_hidden_layer_sizes", "student_hidden_layer_sizes"):
-        params[name] = tuple(params[name])
-    estimator = classes[metadata["estimator"]](**params)
-    estimator.n_features_in_ = metadata["n_features_in"]
-    if metadata["feature_names_in"] is not None:
-        estimator.feature_names_in_ = np.asarray(metadata["feature_names_in"], object)
-    estimator.n_outputs_ = metadata["n_outputs"]
-    estimator.n_iter_ = metadata["n_iter"]
-    if metadata["classes"] is not None:
-        estimator.classes_ = _classes_from_json(metadata["classes"])
+
+
+def _digest(header, tensors, key=None):
+    """SHA-256 (or, with ``key``, HMAC-SHA256) of the header and every tensor.
+
+    The bytes hashed: the header's UTF-8 text, then for each tensor in name
+    order its name, its dtype and shape (``"torch.float32(16, 6)"``) and its
+    raw bytes.
+    """
+    if key is None:
+        hasher = hashlib.sha256()
+    else:
+        hasher = hmac.new(key, digestmod=hashlib.sha256)
+    hasher.update(header.encode())
+    for name in sorted(tensors):
+        value = tensors[name].contiguous()
+        hasher.update(name.encode())
+        hasher.update(str(value.dtype).encode() + str(tuple(value.shape)).encode())
+        hasher.update(value.numpy().tobytes())
+    return hasher.hexdigest()
+
+
+def _check_key(key):
+    if key is None:
+        return None
+    if isinstance(key, str):
+        key = key.encode()
+    elif isinstance(key, (bytes, bytearray)):
+        key = bytes(key)
+    else:
+        raise TypeError(f"key must be bytes or str, got {type(key).__name__}.")
+    if not key:
+        raise ValueError(
+            "key must not be empty: pass the secret the file is signed with."
+        )
+    return key
+
+
+def _build(fields, tensors, device):
+    """Build the estimator from validated fields and tensors, on ``device``."""
+    from skorch.history import History
+
+    params = dict(fields["params"], device=device)
+    estimator = fields["cls"](**params)
+    estimator.n_features_in_ = fields["n_features_in"]
+    if fields["feature_names_in"] is not None:
+        estimator.feature_names_in_ = np.asarray(fields["feature_names_in"], object)
+    estimator.n_outputs_ = fields["n_outputs"]
+    estimator.n_iter_ = fields["n_iter"]
+    if fields["classes"] is not None:
+        estimator.classes_ = fields["classes"]
     estimator.input_scaler_ = _scaler(tensors, "input_scaler")
     if "target_scaler.mean" in tensors:
         estimator.target_scaler_ = _scaler(tensors, "target_scaler")
-    # Files written before the guard existed hold a plain transferred teacher.
-    metadata.setdefault("transfer_choice", "transferred")
-    metadata.setdefault("transfer_weights", {"transferred": 1.0})
-    metadata.setdefault("transfer_losses", None)
-    metadata.setdefault("target_network_bag_size", 0)
-    estimator.transfer_choice_ = metadata["transfer_choice"]
-    estimator.transfer_weights_ = metadata["transfer_weights"]
-    estimator.transfer_losses_ = metadata["transfer_losses"]
-    for name, module in (
-        ("teacher", _teacher_module(estimator, metadata)),
-        (
-            "student",
-            MLP(
-                estimator.n_features_in_,
-                estimator.n_outputs_,
-                params["student_hidden_layer_sizes"],
-            ),
+    estimator.transfer_choice_ = fields["transfer_choice"]
+    estimator.transfer_weights_ = fields["transfer_weights"]
+    estimator.transfer_losses_ = fields["transfer_losses"]
+    if fields["history"] is not None:
+        estimator.history_ = {
+            stage: None if epochs is None else History(epochs)
+            for stage, epochs in fields["history"].items()
+        }
+    architectures = {
+        "teacher": lambda: teacher_architecture(
+            fields["transfer_choice"],
+            fields["transfer_weights"],
+            fields["n_features_in"],
+            fields["n_outputs"],
+            params["teacher_hidden_layer_sizes"],
+            fields["target_network_bag_size"],
+            classification=fields["classes"] is not None,
         ),
-    ):
+        "student": lambda: MLP(
+            fields["n_features_in"],
+            fields["n_outputs"],
+            params["student_hidden_layer_sizes"],
+        ),
+    }
+    for name, architecture in architectures.items():
+        # Built on the meta device (no memory, no random initialisation), then
+        # given memory on the target device and every weight from the file.
+        with torch.device("meta"):
+            module = architecture()
+        module = module.to_empty(device=device)
         prefix = f"{name}."
         state = {
             k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)
@@ -212,32 +419,19 @@ def load(path):
     return estimator
 
 
-def _teacher_module(estimator, metadata):
-    """Rebuild the teacher's architecture: one candidate, or their blend."""
-    return teacher_architecture(
-        metadata["transfer_choice"],
-        metadata["transfer_weights"],
-        estimator.n_features_in_,
-        estimator.n_outputs_,
-        estimator.teacher_hidden_layer_sizes,
-        metadata["target_network_bag_size"],
-        classification=metadata["classes"] is not None,
-    )
-
-
 def _fitted_net(estimator, name, module):
+    """Return the stage net around a loaded module, as ``fit`` builds it."""
+    trainer = estimator._trainer(estimator.n_outputs_)
     if name == "teacher":
-        net = SupervisedNet(
-            module=module,
-            criterion=estimator._supervised_criterion(),
-            device=estimator.device,
-        )
-    else:
-        net = DistillationNet(
-            module=module,
-            criterion=estimator._distillation_criterion(),
-            device=estimator.device,
-        )
+        return trainer.fitted(SupervisedNet, module, None, stage="transfer")
+    net = trainer.net(
+        DistillationNet,
+        module,
+        None,
+        stage="distil",
+        seed=0,
+        criterion=estimator._distillation_criterion(),
+    )
     net.initialize()
     net.module_.eval()
     return net
@@ -252,35 +446,95 @@ def _scaler(tensors, prefix):
     return scaler
 
 
+def _params_to_json(params):
+    """Return the parameters as JSON values; refuse one that is not, naming it."""
+    saved = {}
+    for name, value in params.items():
+        if name in _HIDDEN_SIZES:
+            sizes = np.atleast_1d(np.asarray(value, dtype=object)).ravel().tolist()
+            if not all(
+                isinstance(size, (int, np.integer)) and not isinstance(size, bool)
+                for size in sizes
+            ):
+                raise ValueError(
+                    f"save cannot store {name}={_show(value)}: hidden layer sizes "
+                    "must be integers."
+                )
+            saved[name] = [int(size) for size in sizes]
+            continue
+        if name == "device":
+            value = str(value)
+        if isinstance(value, np.generic):
+            value = value.item()
+        if value is not None and not isinstance(value, (bool, int, float, str)):
+            hint = (
+                " Set random_state to an int or None before saving: it seeds "
+                "future fits only."
+                if name == "random_state"
+                else ""
+            )
+            raise TypeError(
+                f"save cannot store the parameter {name}={_show(value)} of type "
+                f"{type(value).__name__}: JSON holds numbers, strings, booleans "
+                f"and None.{hint}"
+            )
+        saved[name] = value
+    return saved
+
+
+def _history_to_json(history):
+    """Return each stage's per-epoch records, without skorch's per-batch ones."""
+    if history is None:
+        return None
+    saved = {}
+    for stage in _STAGES:
+        epochs = history.get(stage)
+        saved[stage] = None if epochs is None else [_epoch_to_json(e) for e in epochs]
+    return saved
+
+
+def _epoch_to_json(epoch):
+    record = {}
+    for name, value in epoch.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        keep = (
+            value is None
+            or isinstance(value, (bool, int, float))
+            or (isinstance(value, str) and len(value) <= _HISTORY_MAX_TEXT)
+        )
+        if (
+            keep
+            and isinstance(name, str)
+            and len(name) <= _HISTORY_MAX_TEXT
+            and len(record) < _HISTORY_MAX_ENTRIES
+        ):
+            record[name] = value
+    return record
+
+
 def _classes_to_json(classes):
     if classes is None:
         return None
     kind = classes.dtype.kind
-    if kind in "iub":
-        return {"kind": "int", "values": [int(c) for c in classes]}
-    if kind == "f":
-        return {"kind": "float", "values": [float(c) for c in classes]}
-    if all(isinstance(c, str) for c in classes):
+    if kind == "b":
+        return {"kind": "bool", "values": [bool(c) for c in classes]}
+    if kind in "iu" and classes.dtype.name in _CLASS_DTYPES["int"]:
+        return {
+            "kind": "int",
+            "dtype": classes.dtype.name,
+            "values": [int(c) for c in classes],
+        }
+    if kind == "f" and classes.dtype.name in _CLASS_DTYPES["float"]:
+        return {
+            "kind": "float",
+            "dtype": classes.dtype.name,
+            "values": [float(c) for c in classes],
+        }
+    if kind in "OU" and all(isinstance(c, str) for c in classes):
         return {"kind": "str", "values": [str(c) for c in classes], "dtype": kind}
     raise TypeError(
-        "save supports integer, float and string class labels; got labels of "
-        f"types {sorted({type(c).__name__ for c in classes})}."
+        "save supports integer, float, boolean and string class labels; got "
+        f"labels of dtype {classes.dtype} and types "
+        f"{sorted({type(c).__name__ for c in classes})}."
     )
-
-
-def _classes_from_json(spec):
-    if spec["kind"] == "int":
-        return np.asarray(spec["values"], dtype=np.int64)
-    if spec["kind"] == "float":
-        return np.asarray(spec["values"], dtype=np.float64)
-    return np.asarray(spec["values"], dtype=object if spec["dtype"] == "O" else str)
-
-
-def _digest(header, tensors):
-    sha = hashlib.sha256(header.encode())
-    for key in sorted(tensors):
-        value = tensors[key].contiguous()
-        sha.update(key.encode())
-        sha.update(str(value.dtype).encode() + str(tuple(value.shape)).encode())
-        sha.update(value.numpy().tobytes())
-    return sha.hexdigest()
