@@ -30,6 +30,7 @@ from ._onnx import export_onnx
 from ._seeds import Seeds, seeded_torch
 from ._strategies import TRANSFER_STRATEGIES, TransferStrategy, adapt_pretrained
 from ._trainer import StageTrainer, TrainingSettings
+from ._transfer_set import munge_rows
 
 
 class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
@@ -52,6 +53,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         "l2sp_strength": [Interval(Real, 0, None, closed="left")],
         "negative_transfer_guard": ["boolean"],
         "teacher_pool": [StrOptions({"networks", "tabular"})],
+        "transfer_set": [StrOptions({"given", "munge"})],
         "alpha": [Interval(Real, 0, 1, closed="both")],
         "hint_weight": [Interval(Real, 0, None, closed="left")],
         "consistent_teaching": [None, StrOptions({"noise", "mixup"})],
@@ -92,6 +94,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         l2sp_strength,
         negative_transfer_guard,
         teacher_pool,
+        transfer_set,
         alpha,
         hint_weight,
         consistent_teaching,
@@ -117,6 +120,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         self.l2sp_strength = l2sp_strength
         self.negative_transfer_guard = negative_transfer_guard
         self.teacher_pool = teacher_pool
+        self.transfer_set = transfer_set
         self.alpha = alpha
         self.hint_weight = hint_weight
         self.consistent_teaching = consistent_teaching
@@ -290,9 +294,21 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         if domains.labelled_target.any():
             labels = labels.copy()
             labels[domains.is_source] = self._unlabelled_marker()
+        X, is_source = domains.X, domains.is_source
+        if self.transfer_set == "munge":
+            synthetic = munge_rows(domains.X, domains.is_source, seeds("munge"))
+            X = np.concatenate([X, synthetic])
+            unlabelled = np.full(
+                (len(synthetic),) + labels.shape[1:],
+                self._unlabelled_marker(),
+                dtype=labels.dtype,
+            )
+            labels = np.concatenate([labels, unlabelled])
+            # Synthetic rows are never held out to judge the student.
+            is_source = np.concatenate([is_source, np.ones(len(synthetic), bool)])
         return distil(
             teacher,
-            domains.X,
+            X,
             labels,
             trainer=trainer,
             criterion=self._distillation_criterion(),
@@ -301,7 +317,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             seeds=seeds,
             # Early stopping watches target rows when there are any: the
             # student is judged on the target task.
-            validate_on=None if domains.is_source.all() else ~domains.is_source,
+            validate_on=None if is_source.all() else ~is_source,
             consistent_teaching=self.consistent_teaching,
             noise_scale=self.noise_scale,
             unlabelled_marker=self._unlabelled_marker(),

@@ -96,6 +96,13 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         model fitted with ``"tabular"`` (its teacher may hold scikit-learn
         models; use pickle). Not yet the default: it awaits the development
         half of the benchmark.
+    transfer_set : {"given", "munge"}, default="given"
+        The rows the student learns the teacher on. ``"given"``: every source
+        and target row. ``"munge"``: also 10 synthetic rows per target row
+        (at most 100,000), drawn around the target rows by MUNGE (Bucila et
+        al., 2006), so that the student sees the teacher where it will be used
+        even with few target rows. Not yet the default: it awaits the
+        development half of the benchmark.
     temperature : float, default=4.0
         Softening temperature ``T`` of the distillation loss; the teacher term
         is scaled by ``T**2``.
@@ -230,6 +237,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         l2sp_strength=0.01,
         negative_transfer_guard=True,
         teacher_pool="networks",
+        transfer_set="given",
         temperature=4.0,
         alpha=0.9,
         distillation_loss="kl",
@@ -258,6 +266,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
             l2sp_strength=l2sp_strength,
             negative_transfer_guard=negative_transfer_guard,
             teacher_pool=teacher_pool,
+            transfer_set=transfer_set,
             alpha=alpha,
             hint_weight=hint_weight,
             consistent_teaching=consistent_teaching,
@@ -441,6 +450,13 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         model fitted with ``"tabular"`` (its teacher may hold scikit-learn
         models; use pickle). Not yet the default: it awaits the development
         half of the benchmark.
+    transfer_set : {"given", "munge"}, default="given"
+        The rows the student learns the teacher on. ``"given"``: every source
+        and target row. ``"munge"``: also 10 synthetic rows per target row
+        (at most 100,000), drawn around the target rows by MUNGE (Bucila et
+        al., 2006), so that the student sees the teacher where it will be used
+        even with few target rows. Not yet the default: it awaits the
+        development half of the benchmark.
     alpha : float, default=0.9
         Weight of the teacher term in the distillation loss; ``1 - alpha``
         weighs the hard labels. Unlabelled rows use the teacher term only.
@@ -563,6 +579,7 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         l2sp_strength=0.01,
         negative_transfer_guard=True,
         teacher_pool="networks",
+        transfer_set="given",
         alpha=0.9,
         hint_weight=0.0,
         consistent_teaching=None,
@@ -589,6 +606,7 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
             l2sp_strength=l2sp_strength,
             negative_transfer_guard=negative_transfer_guard,
             teacher_pool=teacher_pool,
+            transfer_set=transfer_set,
             alpha=alpha,
             hint_weight=hint_weight,
             consistent_teaching=consistent_teaching,

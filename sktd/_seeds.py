@@ -29,6 +29,7 @@ STREAMS = (
     "guard_stand_ins",  # source rows standing in for classes the target lacks
     "guard_pooled_sample",  # the source sample of the pooled tabular candidates
     "guard_tabular",  # the tabular candidates refitted on every labelled row
+    "munge",  # synthetic rows of the transfer set
 )
 
 

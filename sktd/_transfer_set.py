@@ -1,0 +1,71 @@
+"""The transfer set: the rows on which the student is shown the teacher.
+
+A student learns its teacher only where it is shown it. With a few dozen target
+rows, the source rows dominate the transfer set and the student copies the
+teacher well on the source and poorly on the target. ``transfer_set="munge"``
+adds synthetic rows around the target rows, made by MUNGE (Bucila, Caruana and
+Niculescu-Mizil, "Model compression", KDD 2006): each new row is a target row
+whose attributes, each with probability ``p``, are redrawn around the value of
+its nearest target neighbour, with a spread proportional to their distance
+(``|x_a - x'_a| / s``). The teacher labels every synthetic row like any other
+unlabelled row.
+"""
+
+import numpy as np
+from sklearn.neighbors import NearestNeighbors
+
+# Synthetic rows per target row, and at most this many in all.
+MUNGE_ROWS_PER_TARGET_ROW = 10
+MUNGE_MAX_ROWS = 100_000
+# Probability of redrawing an attribute, and the local scale's divisor.
+_SWAP_PROBABILITY = 0.5
+_SCALE_DIVISOR = 1.0
+
+
+def munge(X, n_rows, seed, p=_SWAP_PROBABILITY, s=_SCALE_DIVISOR):
+    """Return ``n_rows`` synthetic rows drawn around the rows of ``X`` (MUNGE).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, n_features)
+        The rows to imitate (standardised target rows), at least two.
+    n_rows : int
+        How many rows to make; row ``i`` starts from ``X[i % n]``.
+    seed : int
+        Seeds the draws.
+    p : float, default=0.5
+        Probability that an attribute is redrawn around the neighbour's value.
+    s : float, default=1.0
+        The spread of a redrawn attribute is ``|x_a - x'_a| / s``.
+
+    Returns
+    -------
+    rows : ndarray of shape (n_rows, n_features), dtype of ``X``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sktd._transfer_set import munge
+    >>> X = np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]])
+    >>> munge(X, 6, seed=0).shape
+    (6, 2)
+    """
+    rng = np.random.default_rng(seed)
+    # The second neighbour: the first is the row itself.
+    _, index = NearestNeighbors(n_neighbors=2).fit(X).kneighbors(X)
+    start = np.arange(n_rows) % len(X)
+    rows = X[start].astype(np.float64)
+    neighbours = X[index[start, 1]].astype(np.float64)
+    spread = np.abs(rows - neighbours) / s
+    redraw = rng.random(rows.shape) < p
+    drawn = rng.normal(neighbours, spread)
+    return np.where(redraw, drawn, rows).astype(X.dtype)
+
+
+def munge_rows(X, is_source, seed):
+    """Synthetic rows around the target rows of ``X`` (none without two of them)."""
+    target = X[~is_source]
+    if len(target) < 2:
+        return X[:0]
+    n_rows = min(MUNGE_ROWS_PER_TARGET_ROW * len(target), MUNGE_MAX_ROWS)
+    return munge(target, n_rows, seed)
