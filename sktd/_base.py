@@ -29,6 +29,7 @@ from ._networks import count_parameters
 from ._onnx import export_onnx
 from ._seeds import Seeds, seeded_torch
 from ._strategies import TRANSFER_STRATEGIES, TransferStrategy, adapt_pretrained
+from ._threads import resolve_threads, torch_threads
 from ._trainer import StageTrainer, TrainingSettings
 from ._transfer_set import munge_rows
 
@@ -72,6 +73,10 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "device": [str, torch.device],
+        "torch_threads": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
     }
 
     # Like skada's estimators, request sample_domain by default, so that
@@ -110,6 +115,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         random_state,
         verbose,
         device,
+        torch_threads,
     ):
         self.teacher = teacher
         self.student = student
@@ -136,6 +142,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
+        self.torch_threads = torch_threads
 
     # ------------------------------------------------------------------ fit
 
@@ -172,7 +179,10 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         )
         seeds = Seeds(self.random_state)
         trainer = self._trainer(fitted["n_outputs_"])
-        with seeded_torch(seeds("torch")):
+        with (
+            torch_threads(resolve_threads(self.torch_threads)),
+            seeded_torch(seeds("torch")),
+        ):
             pretrained, pretrain_history = self._pretrain(
                 domains, trainer, seeds, fitted
             )
@@ -407,12 +417,18 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
 
     def _student_outputs(self, X, sample_domain=None):
         X = self._transform_inputs(X, sample_domain)
-        return forward_rows(self.student_.module_, X, self.device)
+        with torch_threads(resolve_threads(self._threads_setting())):
+            return forward_rows(self.student_.module_, X, self.device)
 
     def _teacher_outputs(self, X):
         """Return the teacher's raw outputs on ``X`` (for reports and plots)."""
         X = self._transform_inputs(X)
-        return forward_rows(self.teacher_.module_, X, self.device)
+        with torch_threads(resolve_threads(self._threads_setting())):
+            return forward_rows(self.teacher_.module_, X, self.device)
+
+    def _threads_setting(self):
+        # Estimators pickled before the parameter existed predict as "auto".
+        return getattr(self, "torch_threads", "auto")
 
     def predict_teacher(self, X):
         """Predict with the teacher (after transfer) instead of the student.

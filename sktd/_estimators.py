@@ -156,6 +156,12 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         skorch's per-epoch table.
     device : str or torch.device, default="cpu"
         Where every stage trains and predicts, e.g. ``"cuda"``.
+    torch_threads : int or "auto", default="auto"
+        torch's intra-op threads while ``fit`` and ``predict`` run; the
+        caller's setting is restored afterwards. ``"auto"`` is one thread:
+        networks this small gain nothing from more, and torch's spinning
+        threads slow a fit by up to 100x when another process holds a core.
+        An integer is capped by ``OMP_NUM_THREADS`` when that is set.
 
     Attributes
     ----------
@@ -255,6 +261,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         random_state=None,
         verbose=0,
         device="cpu",
+        torch_threads="auto",
     ):
         super().__init__(
             teacher=teacher,
@@ -282,6 +289,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
             random_state=random_state,
             verbose=verbose,
             device=device,
+            torch_threads=torch_threads,
         )
         self.temperature = temperature
         self.distillation_loss = distillation_loss
@@ -504,6 +512,12 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         skorch's per-epoch table.
     device : str or torch.device, default="cpu"
         Where every stage trains and predicts, e.g. ``"cuda"``.
+    torch_threads : int or "auto", default="auto"
+        torch's intra-op threads while ``fit`` and ``predict`` run; the
+        caller's setting is restored afterwards. ``"auto"`` is one thread:
+        networks this small gain nothing from more, and torch's spinning
+        threads slow a fit by up to 100x when another process holds a core.
+        An integer is capped by ``OMP_NUM_THREADS`` when that is set.
 
     Attributes
     ----------
@@ -595,6 +609,7 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         random_state=None,
         verbose=0,
         device="cpu",
+        torch_threads="auto",
     ):
         super().__init__(
             teacher=teacher,
@@ -622,6 +637,7 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
             random_state=random_state,
             verbose=verbose,
             device=device,
+            torch_threads=torch_threads,
         )
 
     def predict(self, X, sample_domain=None):

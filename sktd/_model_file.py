@@ -66,7 +66,11 @@ _OPTIONAL_FIELDS = {
 # Parameters the estimators gained after files were first written: a file
 # without one gets this value, the behaviour from before it existed. A new
 # estimator parameter belongs here, or files saved before it stop loading.
-_LATER_PARAMETERS = {"teacher_pool": "networks", "transfer_set": "given"}
+_LATER_PARAMETERS = {
+    "teacher_pool": "networks",
+    "transfer_set": "given",
+    "torch_threads": "auto",
+}
 
 
 _HIDDEN_SIZES = ("teacher_hidden_layer_sizes", "student_hidden_layer_sizes")
