@@ -1,0 +1,59 @@
+"""skada's usual workflow with sktd swapped in for a skada estimator."""
+
+import numpy as np
+import pytest
+import sklearn
+from sklearn.model_selection import GridSearchCV, cross_validate
+from sklearn.preprocessing import StandardScaler
+
+from sktd import TransferDistillClassifier
+
+
+@pytest.fixture
+def skada():
+    # skada turns metadata routing on when imported; give the other tests
+    # the setting they had.
+    before = sklearn.get_config()["enable_metadata_routing"]
+    pytest.importorskip("skada")
+    import skada.datasets
+    import skada.metrics
+    import skada.model_selection
+
+    yield skada
+    sklearn.set_config(enable_metadata_routing=before)
+
+
+def test_skada_workflow_runs_unchanged(skada, fast_params):
+    X, y, sample_domain = skada.datasets.make_shifted_datasets(
+        n_samples_source=30,
+        n_samples_target=20,
+        shift="covariate_shift",
+        noise=0.3,
+        random_state=0,
+    )
+    with sklearn.config_context(enable_metadata_routing=True):
+        # As a skada user writes it: no set_*_request call.
+        pipe = skada.make_da_pipeline(
+            StandardScaler(), TransferDistillClassifier(random_state=0, **fast_params)
+        )
+        cv = skada.model_selection.SourceTargetShuffleSplit(n_splits=2, random_state=0)
+        for scorer in (
+            skada.metrics.PredictionEntropyScorer(),
+            skada.metrics.MixValScorer(),
+        ):
+            scores = cross_validate(
+                pipe,
+                X,
+                y,
+                cv=cv,
+                scoring=scorer,
+                params={"sample_domain": sample_domain},
+            )["test_score"]
+            assert np.isfinite(scores).all()
+        grid = GridSearchCV(
+            pipe,
+            {"transferdistillclassifier__temperature": [2.0, 4.0]},
+            cv=cv,
+            scoring=skada.metrics.PredictionEntropyScorer(),
+        ).fit(X, y, sample_domain=sample_domain)
+        assert np.isfinite(grid.cv_results_["mean_test_score"]).all()
