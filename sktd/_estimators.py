@@ -15,6 +15,7 @@ do; ``tests/test_estimators.py`` keeps the shared parameter descriptions
 consistent.
 """
 
+import inspect
 from numbers import Real
 
 import numpy as np
@@ -29,10 +30,12 @@ from torch import nn
 
 from ._arrays import softmax
 from ._base import BaseTransferDistill
+from ._docstrings import fill_docstring
 from ._domains import check_finite_labels, is_unlabelled_class
 from ._losses import ClassificationDistillationLoss, RegressionDistillationLoss
 
 
+@fill_docstring
 class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
     """Pretrain on a source domain, fine-tune on the target, distil a student.
 
@@ -50,9 +53,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         skorch net contributes its module, optimizer, ``lr``, ``max_epochs``
         and ``batch_size``; its nested parameters (``teacher__lr``) can be
         tuned by :class:`~sklearn.model_selection.GridSearchCV`.
-    student : None, torch.nn.Module or skorch.NeuralNet, default=None
-        Student network, as ``teacher``; ``None`` builds an MLP with
-        ``student_hidden_layer_sizes``.
+    {{student}}
     teacher_pretrained : "auto" or bool, default="auto"
         Whether ``teacher`` is already trained, so that the source stage is
         skipped. ``"auto"``: true for an initialized (fitted) skorch net. A
@@ -62,106 +63,24 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         become logits. If its output width differs from the task's, its last
         ``nn.Linear`` is re-initialised at the right width and learnt on the
         labelled target rows.
-    teacher_hidden_layer_sizes : tuple of int, default=(128, 64)
-        Hidden widths of the default teacher.
-    student_hidden_layer_sizes : tuple of int, default=(32, 16)
-        Hidden widths of the default student.
-    transfer_strategy : {"finetune", "gradual", "l2sp", "discriminative"}, \
-            default="l2sp"
-        How the teacher moves to the labelled target rows: train every weight;
-        train the head alone, then unfreeze one layer more every
-        ``n_iter_no_change // 2`` epochs; pull weights towards their source
-        values (L2-SP) instead of weight decay; or halve the learning rate per
-        layer below the head.
-    l2sp_strength : float, default=0.01
-        Coefficient of the L2-SP penalty ``0.5 * ||w - w_source||^2``.
-    negative_transfer_guard : bool, default=True
-        With at least 10 labelled target rows, weigh five candidate teachers
-        (the source network, the transferred one, the source network
-        fine-tuned on the target rows rehearsed among source rows, and on the
-        target rows alone a linear model and a bag of the teacher's
-        architecture trained from scratch on the folds) by their out-of-fold
-        loss on the labelled target rows (5 folds), and teach with the best
-        blend, averaged over bootstrap resamples of those rows, so that a
-        source that does not help the target gets no weight. ``False``: the
-        transferred network is the teacher.
-    teacher_pool : {"networks", "tabular"}, default="networks"
-        The guard's candidates. ``"networks"``: the five above.
-        ``"tabular"``: also the scikit-learn models a tabular user would fit
-        (HistGradientBoosting on the target rows or pooled with up to 5,000
-        source rows; pooled linear models, plain, on Daumé III's augmented
-        features, and with source rows importance-weighted by a domain
-        classifier), weighed by bagged ensemble selection shrunk halfway
-        toward the best single candidate. :func:`sktd.save` cannot write a
-        model fitted with ``"tabular"`` (its teacher may hold scikit-learn
-        models; use pickle). Not yet the default: it awaits the development
-        half of the benchmark.
-    transfer_set : {"given", "munge"}, default="given"
-        The rows the student learns the teacher on. ``"given"``: every source
-        and target row. ``"munge"``: also 10 synthetic rows per target row
-        (at most 100,000), drawn around the target rows by MUNGE (Bucila et
-        al., 2006), so that the student sees the teacher where it will be used
-        even with few target rows. Not yet the default: it awaits the
-        development half of the benchmark.
+    {{teacher_hidden_layer_sizes}}
+    {{student_hidden_layer_sizes}}
+    {{transfer_strategy}}
+    {{l2sp_strength}}
+    {{negative_transfer_guard}}
+    {{teacher_pool}}
+    {{transfer_set}}
     temperature : float, default=4.0
         Softening temperature ``T`` of the distillation loss; the teacher term
         is scaled by ``T**2``.
-    alpha : float, default=0.9
-        Weight of the teacher term in the distillation loss; ``1 - alpha``
-        weighs the hard labels. Unlabelled rows use the teacher term only.
+    {{alpha}}
     distillation_loss : {"kl", "logit_mse"}, default="kl"
         ``"kl"``: Hinton's soft targets. ``"logit_mse"``: squared error between
         logits (Ba & Caruana, 2014).
-    hint_weight : float, default=0.0
-        Weight of a feature-level (hint) term in the distillation loss
-        (FitNets, Romero et al., 2015): the student's last hidden layer,
-        through a learned linear map, regresses the teacher's (each unit
-        standardised; a blend's members side by side, weighted). 0 turns it
-        off. Needs a student with a ``features(X)`` method (the default MLP
-        has one) and no ``consistent_teaching``; a teacher without hidden
-        layers (a linear model alone) gets a warning and no hint.
-    consistent_teaching : {None, "noise", "mixup"}, default=None
-        Perturb each distillation batch and query the teacher on the very
-        rows the student sees (Beyer et al., 2022): Gaussian noise of
-        ``noise_scale`` on standardised rows, or mixup of row pairs (mixed rows
-        keep only the teacher's targets).
-    noise_scale : float, default=0.1
-        Standard deviation of the ``"noise"`` perturbation.
-    learning_rate_init : float, default=1e-3
-        Adam learning rate of every stage.
-    batch_size : int or "auto", default="auto"
-        Rows per batch; ``"auto"`` is ``min(200, n_rows)`` as in
-        :class:`~sklearn.neural_network.MLPClassifier`.
-    max_iter : int, default=200
-        Maximum number of epochs of each stage.
-    weight_decay : float, default=0.0
-        L2 penalty passed to Adam.
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of each stage's rows and stop when the
-        validation loss has not improved by ``tol`` for ``n_iter_no_change``
-        epochs, restoring the best weights. When ``False``, the training loss
-        is monitored the same way.
-    validation_fraction : float, default=0.1
-        Share of rows held out when ``early_stopping`` is on.
-    n_iter_no_change : int, default=10
-        Epochs without improvement before a stage stops.
-    tol : float, default=1e-4
-        Minimum improvement of the monitored loss.
-    random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, shuffling and validation splits. The same
-        integer gives bit-identical predictions on the CPU.
-    verbose : int, default=0
-        ``0`` is silent; ``1`` shows one progress line per stage (pretrain,
-        transfer, distil) with the epoch, the losses and the time; ``2`` adds
-        skorch's per-epoch table.
-    device : str or torch.device, default="cpu"
-        Where every stage trains and predicts, e.g. ``"cuda"``.
-    torch_threads : int or "auto", default="auto"
-        torch's intra-op threads while ``fit`` and ``predict`` run; the
-        caller's setting is restored afterwards. ``"auto"`` is one thread:
-        networks this small gain nothing from more, and torch's spinning
-        threads slow a fit by up to 100x when another process holds a core.
-        An integer is capped by ``OMP_NUM_THREADS`` when that is set.
+    {{hint_weight}}
+    {{consistent_teaching}}
+    {{noise_scale}}
+    {{training}}
 
     Attributes
     ----------
@@ -176,8 +95,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         replayed among source rows), ``"target_linear"`` (linear model of the
         target rows) and ``"target_network"`` (bag of networks trained on
         folds of the target rows alone), summing to 1.
-    transfer_choice_ : str
-        The candidate with all the weight, or ``"blend"``.
+    {{transfer_choice_}}
     transfer_losses_ : dict of str to float or None
         Out-of-fold log loss on the labelled target rows of each candidate
         and of the chosen ``"blend"``; ``None`` when the guard did not run.
@@ -185,17 +103,10 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         The fitted student, used by ``predict``. Its module outputs logits.
     input_scaler_ : sklearn.preprocessing.StandardScaler
         Standardises the inputs of both networks, fitted on every row.
-    history_ : dict
-        skorch ``History`` of each stage, keyed ``"pretrain"``, ``"transfer"``
-        and ``"distil"``; ``None`` for a stage that did not run (transfer
-        without labelled target rows).
-    n_iter_ : int
-        Epochs run by the distillation stage.
-    n_features_in_ : int
-        Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during ``fit``, when ``X`` has string column
-        names.
+    {{history_}}
+    {{n_iter_}}
+    {{n_features_in_}}
+    {{feature_names_in_}}
 
     See Also
     --------
@@ -263,34 +174,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         device="cpu",
         torch_threads="auto",
     ):
-        super().__init__(
-            teacher=teacher,
-            student=student,
-            teacher_pretrained=teacher_pretrained,
-            teacher_hidden_layer_sizes=teacher_hidden_layer_sizes,
-            student_hidden_layer_sizes=student_hidden_layer_sizes,
-            transfer_strategy=transfer_strategy,
-            l2sp_strength=l2sp_strength,
-            negative_transfer_guard=negative_transfer_guard,
-            teacher_pool=teacher_pool,
-            transfer_set=transfer_set,
-            alpha=alpha,
-            hint_weight=hint_weight,
-            consistent_teaching=consistent_teaching,
-            noise_scale=noise_scale,
-            learning_rate_init=learning_rate_init,
-            batch_size=batch_size,
-            max_iter=max_iter,
-            weight_decay=weight_decay,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change,
-            tol=tol,
-            random_state=random_state,
-            verbose=verbose,
-            device=device,
-            torch_threads=torch_threads,
-        )
+        super().__init__(**_base_arguments(locals()))
         self.temperature = temperature
         self.distillation_loss = distillation_loss
 
@@ -400,6 +284,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         return accuracy_score(y, predictions, sample_weight=sample_weight)
 
 
+@fill_docstring
 class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
     """Pretrain on a source domain, fine-tune on the target, distil a student.
 
@@ -413,9 +298,7 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
     teacher : None, torch.nn.Module or skorch.NeuralNet, default=None
         Teacher network; see :class:`TransferDistillClassifier`. A module must
         map ``n_features`` inputs to ``n_outputs`` values.
-    student : None, torch.nn.Module or skorch.NeuralNet, default=None
-        Student network, as ``teacher``; ``None`` builds an MLP with
-        ``student_hidden_layer_sizes``.
+    {{student}}
     teacher_pretrained : "auto" or bool, default="auto"
         Whether ``teacher`` is already trained, so that the source stage is
         skipped. ``"auto"``: true for an initialized (fitted) skorch net. A
@@ -424,100 +307,18 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         ``y``. If its output width differs from the task's, its last
         ``nn.Linear`` is re-initialised at the right width and learnt on the
         labelled target rows.
-    teacher_hidden_layer_sizes : tuple of int, default=(128, 64)
-        Hidden widths of the default teacher.
-    student_hidden_layer_sizes : tuple of int, default=(32, 16)
-        Hidden widths of the default student.
-    transfer_strategy : {"finetune", "gradual", "l2sp", "discriminative"}, \
-            default="l2sp"
-        How the teacher moves to the labelled target rows: train every weight;
-        train the head alone, then unfreeze one layer more every
-        ``n_iter_no_change // 2`` epochs; pull weights towards their source
-        values (L2-SP) instead of weight decay; or halve the learning rate per
-        layer below the head.
-    l2sp_strength : float, default=0.01
-        Coefficient of the L2-SP penalty ``0.5 * ||w - w_source||^2``.
-    negative_transfer_guard : bool, default=True
-        With at least 10 labelled target rows, weigh five candidate teachers
-        (the source network, the transferred one, the source network
-        fine-tuned on the target rows rehearsed among source rows, and on the
-        target rows alone a ridge model and a bag of the teacher's
-        architecture trained from scratch on the folds) by their out-of-fold
-        loss on the labelled target rows (5 folds), and teach with the best
-        blend, averaged over bootstrap resamples of those rows, so that a
-        source that does not help the target gets no weight. ``False``: the
-        transferred network is the teacher.
-    teacher_pool : {"networks", "tabular"}, default="networks"
-        The guard's candidates. ``"networks"``: the five above.
-        ``"tabular"``: also the scikit-learn models a tabular user would fit
-        (HistGradientBoosting on the target rows or pooled with up to 5,000
-        source rows; pooled linear models, plain, on Daumé III's augmented
-        features, and with source rows importance-weighted by a domain
-        classifier), weighed by bagged ensemble selection shrunk halfway
-        toward the best single candidate. :func:`sktd.save` cannot write a
-        model fitted with ``"tabular"`` (its teacher may hold scikit-learn
-        models; use pickle). Not yet the default: it awaits the development
-        half of the benchmark.
-    transfer_set : {"given", "munge"}, default="given"
-        The rows the student learns the teacher on. ``"given"``: every source
-        and target row. ``"munge"``: also 10 synthetic rows per target row
-        (at most 100,000), drawn around the target rows by MUNGE (Bucila et
-        al., 2006), so that the student sees the teacher where it will be used
-        even with few target rows. Not yet the default: it awaits the
-        development half of the benchmark.
-    alpha : float, default=0.9
-        Weight of the teacher term in the distillation loss; ``1 - alpha``
-        weighs the hard labels. Unlabelled rows use the teacher term only.
-    hint_weight : float, default=0.0
-        Weight of a feature-level (hint) term in the distillation loss
-        (FitNets, Romero et al., 2015): the student's last hidden layer,
-        through a learned linear map, regresses the teacher's (each unit
-        standardised; a blend's members side by side, weighted). 0 turns it
-        off. Needs a student with a ``features(X)`` method (the default MLP
-        has one) and no ``consistent_teaching``; a teacher without hidden
-        layers (a linear model alone) gets a warning and no hint.
-    consistent_teaching : {None, "noise", "mixup"}, default=None
-        Perturb each distillation batch and query the teacher on the very
-        rows the student sees (Beyer et al., 2022): Gaussian noise of
-        ``noise_scale`` on standardised rows, or mixup of row pairs (mixed rows
-        keep only the teacher's targets).
-    noise_scale : float, default=0.1
-        Standard deviation of the ``"noise"`` perturbation.
-    learning_rate_init : float, default=1e-3
-        Adam learning rate of every stage.
-    batch_size : int or "auto", default="auto"
-        Rows per batch; ``"auto"`` is ``min(200, n_rows)`` as in
-        :class:`~sklearn.neural_network.MLPClassifier`.
-    max_iter : int, default=200
-        Maximum number of epochs of each stage.
-    weight_decay : float, default=0.0
-        L2 penalty passed to Adam.
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of each stage's rows and stop when the
-        validation loss has not improved by ``tol`` for ``n_iter_no_change``
-        epochs, restoring the best weights. When ``False``, the training loss
-        is monitored the same way.
-    validation_fraction : float, default=0.1
-        Share of rows held out when ``early_stopping`` is on.
-    n_iter_no_change : int, default=10
-        Epochs without improvement before a stage stops.
-    tol : float, default=1e-4
-        Minimum improvement of the monitored loss.
-    random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, shuffling and validation splits. The same
-        integer gives bit-identical predictions on the CPU.
-    verbose : int, default=0
-        ``0`` is silent; ``1`` shows one progress line per stage (pretrain,
-        transfer, distil) with the epoch, the losses and the time; ``2`` adds
-        skorch's per-epoch table.
-    device : str or torch.device, default="cpu"
-        Where every stage trains and predicts, e.g. ``"cuda"``.
-    torch_threads : int or "auto", default="auto"
-        torch's intra-op threads while ``fit`` and ``predict`` run; the
-        caller's setting is restored afterwards. ``"auto"`` is one thread:
-        networks this small gain nothing from more, and torch's spinning
-        threads slow a fit by up to 100x when another process holds a core.
-        An integer is capped by ``OMP_NUM_THREADS`` when that is set.
+    {{teacher_hidden_layer_sizes}}
+    {{student_hidden_layer_sizes}}
+    {{transfer_strategy}}
+    {{l2sp_strength}}
+    {{negative_transfer_guard}}
+    {{teacher_pool}}
+    {{transfer_set}}
+    {{alpha}}
+    {{hint_weight}}
+    {{consistent_teaching}}
+    {{noise_scale}}
+    {{training}}
 
     Attributes
     ----------
@@ -529,8 +330,7 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         replayed among source rows), ``"target_linear"`` (ridge model of the
         target rows) and ``"target_network"`` (bag of networks trained on
         folds of the target rows alone), summing to 1.
-    transfer_choice_ : str
-        The candidate with all the weight, or ``"blend"``.
+    {{transfer_choice_}}
     transfer_losses_ : dict of str to float or None
         Out-of-fold mean squared error (standardised targets) on the labelled
         target rows of each candidate and of the chosen ``"blend"``; ``None``
@@ -543,17 +343,10 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         Standardises the targets, fitted on the labelled rows.
     n_outputs_ : int
         Number of regression targets.
-    history_ : dict
-        skorch ``History`` of each stage, keyed ``"pretrain"``, ``"transfer"``
-        and ``"distil"``; ``None`` for a stage that did not run (transfer
-        without labelled target rows).
-    n_iter_ : int
-        Epochs run by the distillation stage.
-    n_features_in_ : int
-        Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during ``fit``, when ``X`` has string column
-        names.
+    {{history_}}
+    {{n_iter_}}
+    {{n_features_in_}}
+    {{feature_names_in_}}
 
     See Also
     --------
@@ -611,34 +404,7 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         device="cpu",
         torch_threads="auto",
     ):
-        super().__init__(
-            teacher=teacher,
-            student=student,
-            teacher_pretrained=teacher_pretrained,
-            teacher_hidden_layer_sizes=teacher_hidden_layer_sizes,
-            student_hidden_layer_sizes=student_hidden_layer_sizes,
-            transfer_strategy=transfer_strategy,
-            l2sp_strength=l2sp_strength,
-            negative_transfer_guard=negative_transfer_guard,
-            teacher_pool=teacher_pool,
-            transfer_set=transfer_set,
-            alpha=alpha,
-            hint_weight=hint_weight,
-            consistent_teaching=consistent_teaching,
-            noise_scale=noise_scale,
-            learning_rate_init=learning_rate_init,
-            batch_size=batch_size,
-            max_iter=max_iter,
-            weight_decay=weight_decay,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change,
-            tol=tol,
-            random_state=random_state,
-            verbose=verbose,
-            device=device,
-            torch_threads=torch_threads,
-        )
+        super().__init__(**_base_arguments(locals()))
 
     def predict(self, X, sample_domain=None):
         """Predict targets with the student.
@@ -710,3 +476,9 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
 
     def _score_predictions(self, y, predictions, sample_weight=None):
         return r2_score(y, predictions, sample_weight=sample_weight)
+
+
+def _base_arguments(arguments):
+    """Return the base class's parameters among an ``__init__``'s ``locals()``."""
+    names = inspect.signature(BaseTransferDistill.__init__).parameters
+    return {name: arguments[name] for name in names if name != "self"}
