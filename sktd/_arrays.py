@@ -129,9 +129,11 @@ def standardise(X, scaler, dtype=np.float32):
     """
     out = np.empty(X.shape, dtype=dtype)
     mean, scale = scaler.mean_, scaler.scale_
-    for start in range(0, len(X), _PREDICT_CHUNK):
-        rows = slice(start, start + _PREDICT_CHUNK)
-        np.divide(X[rows] - mean, scale, out=out[rows], casting="same_kind")
+    # Values beyond float32 become infinite here; callers check and say so.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, len(X), _PREDICT_CHUNK):
+            rows = slice(start, start + _PREDICT_CHUNK)
+            np.divide(X[rows] - mean, scale, out=out[rows], casting="same_kind")
     return out
 
 

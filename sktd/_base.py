@@ -385,7 +385,9 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         if hasattr(probe, "feature_names_in_"):
             fitted["feature_names_in_"] = probe.feature_names_in_
         fitted["input_scaler_"] = fit_scaler(X)
-        X = standardise(X, fitted["input_scaler_"])
+        X = _standardised(
+            X, fitted["input_scaler_"], "X" if X_target is None else "X or X_target"
+        )
         domains = Domains(X=X, y=y, is_source=is_source, is_labelled=is_labelled)
         return domains, fitted
 
@@ -413,7 +415,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             # Predictions are for the target task whatever the domain; the
             # domains are only checked so that a misaligned array is caught.
             check_sample_domain(sample_domain, len(X))
-        return standardise(X, self.input_scaler_)
+        return _standardised(X, self.input_scaler_, "X")
 
     def _student_outputs(self, X, sample_domain=None):
         X = self._transform_inputs(X, sample_domain)
@@ -494,6 +496,10 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             wall time to predict all of ``X``.
         """
         check_is_fitted(self)
+        if not isinstance(n_repeats, Integral) or n_repeats < 1:
+            raise ValueError(
+                f"n_repeats must be a positive integer, got {n_repeats!r}."
+            )
         report = {}
         for name, net, outputs_of in (
             ("teacher", self.teacher_, self._teacher_outputs),
@@ -569,14 +575,31 @@ def _check_device(device):
             torch.backends.mps.is_available,
         ),
     }
-    if parsed.type not in availability:
+    if parsed.type == "cpu":
         return
+    if parsed.type not in availability:
+        raise ValueError(
+            f"device={device!r}: sktd trains on 'cpu', 'cuda' or 'mps' devices, "
+            f"not {parsed.type!r}."
+        )
     check, is_available = availability[parsed.type]
     if not is_available():
         raise ValueError(
             f"device={device!r}, but this machine or torch build has no "
             f"{parsed.type} device ({check} is False); use device='cpu'."
         )
+
+
+def _standardised(X, scaler, name):
+    """Standardise ``X`` to float32; refuse values the networks cannot hold."""
+    rows = standardise(X, scaler)
+    if not np.isfinite(rows).all():
+        raise ValueError(
+            f"{name} holds values that overflow float32 once standardised (above "
+            "about 3.4e38 in magnitude): sktd's networks compute in float32. "
+            "Rescale those features."
+        )
+    return rows
 
 
 def _rows(array, mask):

@@ -162,6 +162,11 @@ def check_sample_domain(sample_domain, n_samples):
             "sample_domain must hold integers (> 0 for source rows, < 0 for target "
             f"rows), got dtype {sample_domain.dtype}."
         )
+    if sample_domain.dtype.kind == "f" and np.abs(sample_domain).max(initial=0) > 2**62:
+        raise ValueError(
+            "sample_domain holds values beyond the int64 range; use small "
+            "integers (> 0 for source rows, < 0 for target rows)."
+        )
     sample_domain = sample_domain.astype(np.int64)
     if len(sample_domain) != n_samples:
         raise ValueError(

@@ -48,6 +48,30 @@ def reg():
 # per entry, in the form "| bad input | ErrorType | fragment |".
 BAD_INPUTS = [
     (
+        "predict on values beyond float32",
+        lambda: clf().fit(X, y).predict(_with(Xt, 0, 1e39)),
+        ValueError,
+        "X holds values that overflow float32 once standardised",
+    ),
+    (
+        "device torch knows but sktd cannot train on",
+        lambda: clf().set_params(device="meta").fit(X, y),
+        ValueError,
+        "sktd trains on 'cpu', 'cuda' or 'mps' devices, not 'meta'",
+    ),
+    (
+        "sample_domain beyond the int64 range",
+        lambda: clf().fit(X, y, sample_domain=np.r_[[1e20] * 20, [-1e20] * 20]),
+        ValueError,
+        "sample_domain holds values beyond the int64 range",
+    ),
+    (
+        "distillation_report with n_repeats=0",
+        lambda: clf().fit(X, y).distillation_report(Xt, yt, n_repeats=0),
+        ValueError,
+        "n_repeats must be a positive integer, got 0",
+    ),
+    (
         "device that is not a torch device",
         lambda: clf().set_params(device="gpu").fit(X, y),
         ValueError,
@@ -469,3 +493,12 @@ def test_pickled_model_predicts_identically_in_threads():
         results = list(pool.map(lambda _: model.predict_proba(Xt), range(8)))
     for got in results:
         np.testing.assert_array_equal(got, expected)
+
+
+def test_a_finite_value_beyond_float32_never_becomes_nan():
+    # Fitting standardises in float64 first: the feature's scale absorbs it.
+    model = clf().fit(_with(X, 0, 1e39), y)
+    assert np.isfinite(model.predict_proba(Xt)).all()
+    # At prediction, a value that still overflows is refused, naming X.
+    with pytest.raises(ValueError, match="X holds values that overflow float32"):
+        model.predict_proba(_with(Xt, 0, 1e60))
