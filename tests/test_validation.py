@@ -501,4 +501,4 @@ def test_a_finite_value_beyond_float32_never_becomes_nan():
     assert np.isfinite(model.predict_proba(Xt)).all()
     # At prediction, a value that still overflows is refused, naming X.
     with pytest.raises(ValueError, match="X holds values that overflow float32"):
-        model.predict_proba(_with(Xt, 0, 1e60))
+        model.predict_proba(_with(Xt, 0, 1e300))
