@@ -398,35 +398,38 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             for name in vars(self)
             if name.endswith("_") and not name.startswith("_") and name not in fitted
         ]
+        # The old values stay referenced until the swap is done: freeing one
+        # may run Python code, which would let another thread read the
+        # attributes half replaced.
+        previous = dict(vars(self))
         vars(self).update(fitted)
         for name in stale:
             del self.__dict__[name]
+        del previous
 
     # ------------------------------------------------------------- predict
 
-    def _transform_inputs(self, X, sample_domain=None):
-        if "student_" not in self.__dict__:
+    def _outputs(self, X, network="student_", sample_domain=None):
+        """Return a fitted network's outputs on ``X`` and the fitted state used.
+
+        The state is one copy of the estimator's attributes, taken at once, so
+        that a ``fit`` finishing meanwhile in another thread cannot pair this
+        call's network with the next fit's classes or scalers.
+        """
+        state = dict(vars(self))
+        if "student_" not in state:
             check_is_fitted(self)
-        if not _is_clean_float_array(X, self.n_features_in_) or hasattr(
-            self, "feature_names_in_"
+        if not _is_clean_float_array(X, state["n_features_in_"]) or (
+            "feature_names_in_" in state
         ):
             X = validate_data(self, X, reset=False, dtype=np.float64)
         if sample_domain is not None:
             # Predictions are for the target task whatever the domain; the
             # domains are only checked so that a misaligned array is caught.
             check_sample_domain(sample_domain, len(X))
-        return _standardised(X, self.input_scaler_, "X")
-
-    def _student_outputs(self, X, sample_domain=None):
-        X = self._transform_inputs(X, sample_domain)
+        X = _standardised(X, state["input_scaler_"], "X")
         with torch_threads(resolve_threads(self._threads_setting())):
-            return forward_rows(self.student_.module_, X, self.device)
-
-    def _teacher_outputs(self, X):
-        """Return the teacher's raw outputs on ``X`` (for reports and plots)."""
-        X = self._transform_inputs(X)
-        with torch_threads(resolve_threads(self._threads_setting())):
-            return forward_rows(self.teacher_.module_, X, self.device)
+            return forward_rows(state[network].module_, X, self.device), state
 
     def _threads_setting(self):
         # Estimators pickled before the parameter existed predict as "auto".
@@ -450,7 +453,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             Class labels (classifier) or values in the units of ``y``
             (regressor).
         """
-        return self._outputs_to_predictions(self._teacher_outputs(X))
+        return self._outputs_to_predictions(*self._outputs(X, "teacher_"))
 
     def score(self, X, y, sample_weight=None, sample_domain=None):
         """Return the student's accuracy (classifier) or R² (regressor) on ``X``.
@@ -501,15 +504,14 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
                 f"n_repeats must be a positive integer, got {n_repeats!r}."
             )
         report = {}
-        for name, net, outputs_of in (
-            ("teacher", self.teacher_, self._teacher_outputs),
-            ("student", self.student_, self._student_outputs),
-        ):
+        for name in ("teacher", "student"):
             times = []
             for _ in range(n_repeats):
                 start = time.perf_counter()
-                predictions = self._outputs_to_predictions(outputs_of(X))
+                outputs, state = self._outputs(X, f"{name}_")
+                predictions = self._outputs_to_predictions(outputs, state)
                 times.append(time.perf_counter() - start)
+            net = state[f"{name}_"]
             report[name] = {
                 "score": float(self._score_predictions(y, predictions)),
                 "n_params": count_parameters(net.module_),
@@ -551,8 +553,8 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         """Return the loss of the distillation stage."""
 
     @abstractmethod
-    def _outputs_to_predictions(self, outputs):
-        """Turn the networks' outputs into predictions in the units of ``y``."""
+    def _outputs_to_predictions(self, outputs, state):
+        """Turn outputs into predictions in the units of ``y``, with ``state``."""
 
     @abstractmethod
     def _score_predictions(self, y, predictions, sample_weight=None):

@@ -194,7 +194,9 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         y : ndarray of shape (n_samples,)
             Predicted labels from ``classes_``.
         """
-        return self._outputs_to_predictions(self._student_outputs(X, sample_domain))
+        return self._outputs_to_predictions(
+            *self._outputs(X, sample_domain=sample_domain)
+        )
 
     def predict_proba(self, X, sample_domain=None):
         """Class probabilities from the student.
@@ -211,7 +213,8 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         proba : ndarray of shape (n_samples, n_classes)
             Probabilities in the order of ``classes_``.
         """
-        return softmax(self._student_outputs(X, sample_domain).astype(np.float64))
+        outputs, _ = self._outputs(X, sample_domain=sample_domain)
+        return softmax(outputs.astype(np.float64))
 
     def predict_proba_teacher(self, X):
         """Class probabilities from the teacher (after transfer).
@@ -226,11 +229,13 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         proba : ndarray of shape (n_samples, n_classes)
             Probabilities in the order of ``classes_``.
         """
-        return softmax(self._teacher_outputs(X).astype(np.float64))
+        outputs, _ = self._outputs(X, "teacher_")
+        return softmax(outputs.astype(np.float64))
 
     def predict_log_proba(self, X, sample_domain=None):
         """Log of :meth:`predict_proba`."""
-        logits = self._student_outputs(X, sample_domain).astype(np.float64)
+        logits, _ = self._outputs(X, sample_domain=sample_domain)
+        logits = logits.astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
 
@@ -277,8 +282,8 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
             self.temperature, self.alpha, kind=self.distillation_loss
         )
 
-    def _outputs_to_predictions(self, outputs):
-        return self.classes_[np.argmax(outputs, axis=1)]
+    def _outputs_to_predictions(self, outputs, state):
+        return state["classes_"][np.argmax(outputs, axis=1)]
 
     def _score_predictions(self, y, predictions, sample_weight=None):
         return accuracy_score(y, predictions, sample_weight=sample_weight)
@@ -421,7 +426,9 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             Predictions, in the units of the training targets.
         """
-        return self._outputs_to_predictions(self._student_outputs(X, sample_domain))
+        return self._outputs_to_predictions(
+            *self._outputs(X, sample_domain=sample_domain)
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -470,9 +477,10 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
     def _distillation_criterion(self):
         return RegressionDistillationLoss(self.alpha)
 
-    def _outputs_to_predictions(self, outputs):
-        predictions = self.target_scaler_.inverse_transform(outputs.astype(np.float64))
-        return predictions.ravel() if self.n_outputs_ == 1 else predictions
+    def _outputs_to_predictions(self, outputs, state):
+        scaler = state["target_scaler_"]
+        predictions = scaler.inverse_transform(outputs.astype(np.float64))
+        return predictions.ravel() if state["n_outputs_"] == 1 else predictions
 
     def _score_predictions(self, y, predictions, sample_weight=None):
         return r2_score(y, predictions, sample_weight=sample_weight)

@@ -90,7 +90,7 @@ def plot_agreement(estimator, X, ax=None):
     plt = _pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 4))
-    teacher = estimator._outputs_to_predictions(estimator._teacher_outputs(X))
+    teacher = estimator._outputs_to_predictions(*estimator._outputs(X, "teacher_"))
     student = estimator.predict(X)
     if hasattr(estimator, "classes_"):
         classes = estimator.classes_

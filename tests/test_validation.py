@@ -4,6 +4,7 @@ import pathlib
 import pickle
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -502,3 +503,29 @@ def test_a_finite_value_beyond_float32_never_becomes_nan():
     # At prediction, a value that still overflows is refused, naming X.
     with pytest.raises(ValueError, match="X holds values that overflow float32"):
         model.predict_proba(_with(Xt, 0, 1e300))
+
+
+def test_predict_during_a_refit_sees_the_old_model_or_the_new_one():
+    labels_old, labels_new = np.array(["a", "b"]), np.array(["c", "d"])
+    old = clf().fit(X, labels_old[y])
+    new_model = clf().set_params(random_state=1).fit(X, labels_new[1 - y])
+    expected = {tuple(old.predict(Xt)), tuple(new_model.predict(Xt))}
+    model = clf().fit(X, labels_old[y])
+    seen, stop = set(), threading.Event()
+
+    def predict_throughout():
+        while not stop.is_set():
+            seen.add(tuple(model.predict(Xt)))
+
+    worker = threading.Thread(target=predict_throughout)
+    worker.start()
+    try:
+        for _ in range(3):
+            model.set_params(random_state=1).fit(X, labels_new[1 - y])
+            model.set_params(random_state=0).fit(X, labels_old[y])
+    finally:
+        stop.set()
+        worker.join()
+    # Every prediction is one model's whole answer, never old rows with new
+    # classes (or the reverse).
+    assert seen <= expected and len(seen) >= 1
