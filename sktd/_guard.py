@@ -449,9 +449,13 @@ def _row_losses(outputs, names, grid, y, classification):
         # Only the true class's blended probability enters the log loss.
         true_proba = np.stack([softmax(outputs[n])[rows, y] for n in names])
         return -np.log(np.clip(grid @ true_proba, 1e-12, 1))
-    stacked = np.stack([outputs[n] for n in names])  # (candidates, rows, outputs)
-    blended = np.einsum("gc,cro->gro", grid, stacked)
-    return ((blended - y) ** 2).mean(axis=2)
+    y = y.reshape(len(y), -1)
+    losses = np.zeros((len(grid), len(y)))
+    # One output at a time: memory (blends x rows), whatever the outputs.
+    for column in range(y.shape[1]):
+        candidates = np.stack([outputs[n][:, column] for n in names])
+        losses += (grid @ candidates - y[:, column]) ** 2
+    return losses / y.shape[1]
 
 
 # Ensemble selection: greedy steps, each adding one candidate (with replacement).

@@ -247,3 +247,21 @@ def test_a_class_the_labelled_target_rows_lack_is_kept():
     # stood in for the absent class in the guard; 0.95, 0.95 and 1.00 after.)
     assert abs(student - teacher) <= 0.05
     assert teacher >= recall(pooled.predict(X_target[test])) - 0.05
+
+
+def test_blend_search_memory_does_not_grow_with_the_outputs():
+    import tracemalloc
+
+    def peak(n_outputs):
+        rng = np.random.RandomState(0)
+        y = rng.normal(size=(300, n_outputs))
+        outputs = {name: rng.normal(size=(300, n_outputs)) for name in CANDIDATES}
+        tracemalloc.start()
+        choose_weights(outputs, y, classification=False, n_bootstraps=5)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    # The inputs themselves grow (40 x 300 x 8 bytes per output); the search's
+    # working memory must not.
+    assert peak(40) < 2 * peak(1) + 40 * 5 * 300 * 8 * 2
