@@ -42,21 +42,24 @@ class _ExportedStudent(nn.Module):
         super().__init__()
         self.student = copy.deepcopy(estimator.student_.module_).cpu().float()
         scaler = estimator.input_scaler_
-        self.register_buffer("mean", torch.tensor(scaler.mean_, dtype=torch.float32))
-        self.register_buffer("scale", torch.tensor(scaler.scale_, dtype=torch.float32))
+        # The scalings run in float64, as sktd's own: folded in float32, an
+        # offset of 1e4 or more would cost the inputs their last digits.
+        self.register_buffer("mean", torch.tensor(scaler.mean_, dtype=torch.float64))
+        self.register_buffer("scale", torch.tensor(scaler.scale_, dtype=torch.float64))
         self.is_classifier = hasattr(estimator, "classes_")
         if not self.is_classifier:
             target = estimator.target_scaler_
             self.register_buffer(
-                "y_mean", torch.tensor(target.mean_, dtype=torch.float32)
+                "y_mean", torch.tensor(target.mean_, dtype=torch.float64)
             )
             self.register_buffer(
-                "y_scale", torch.tensor(target.scale_, dtype=torch.float32)
+                "y_scale", torch.tensor(target.scale_, dtype=torch.float64)
             )
 
     def forward(self, X):
         """Return probabilities or predictions in the units of ``y``."""
-        outputs = self.student((X - self.mean) / self.scale)
+        rows = ((X.double() - self.mean) / self.scale).float()
+        outputs = self.student(rows)
         if self.is_classifier:
             return torch.softmax(outputs, dim=1)
-        return outputs * self.y_scale + self.y_mean
+        return (outputs.double() * self.y_scale + self.y_mean).float()

@@ -1005,3 +1005,22 @@ def test_loaded_nets_predict_like_the_fitted_ones(fitted, tmp_path):
             getattr(restored, name).predict_proba(rows),
             getattr(model, name).predict_proba(rows),
         )
+
+
+@pytest.mark.parametrize("offset", [1e4, 1e6])
+def test_onnx_matches_at_large_feature_offsets(
+    offset, classification_domains, fast_params, tmp_path
+):
+    ort = pytest.importorskip("onnxruntime")
+    X, y, X_target, y_target = classification_domains
+    model = TransferDistillClassifier(random_state=0, **fast_params).fit(
+        X + offset, y, X_target=X_target + offset, y_target=y_target
+    )
+    path = tmp_path / "student.onnx"
+    model.export_onnx(path)
+    rows = np.asarray(X_target + offset, dtype=np.float32)
+    (outputs,) = ort.InferenceSession(str(path)).run(None, {"X": rows})
+    # The same float32 rows through sktd and through onnxruntime.
+    np.testing.assert_allclose(
+        outputs, model.predict_proba(rows.astype(np.float64)), atol=1e-5
+    )
