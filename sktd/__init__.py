@@ -6,10 +6,12 @@ from ._estimators import TransferDistillClassifier, TransferDistillRegressor
 from ._onnx import export_onnx
 from ._persistence import load, save
 from ._plotting import plot_agreement, plot_learning_curves
+from ._strategies import Pretrained
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Pretrained",
     "TransferDistillClassifier",
     "TransferDistillRegressor",
     "export_onnx",

@@ -28,7 +28,12 @@ from ._nets import SupervisedNet
 from ._networks import count_parameters
 from ._onnx import export_onnx
 from ._seeds import Seeds, seeded_torch
-from ._strategies import TRANSFER_STRATEGIES, TransferStrategy, adapt_pretrained
+from ._strategies import (
+    TRANSFER_STRATEGIES,
+    Pretrained,
+    TransferStrategy,
+    adapt_pretrained,
+)
 from ._threads import resolve_threads, torch_threads
 from ._trainer import StageTrainer, TrainingSettings
 from ._transfer_set import munge_rows
@@ -45,7 +50,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
     """
 
     _parameter_constraints = {
-        "teacher": [None, HasMethods(["forward"]), NeuralNet],
+        "teacher": [None, HasMethods(["forward"]), NeuralNet, Pretrained],
         "student": [None, HasMethods(["forward"]), NeuralNet],
         "teacher_pretrained": [StrOptions({"auto"}), "boolean"],
         "teacher_hidden_layer_sizes": ["array-like"],
@@ -338,6 +343,8 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
     # ------------------------------------------------------ fit plumbing
 
     def _teacher_is_pretrained(self):
+        if isinstance(self.teacher, Pretrained):
+            return True
         if self.teacher_pretrained == "auto":
             return isinstance(self.teacher, NeuralNet) and getattr(
                 self.teacher, "initialized_", False

@@ -46,7 +46,8 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
 
     Parameters
     ----------
-    teacher : None, torch.nn.Module or skorch.NeuralNet, default=None
+    teacher : None, torch.nn.Module, skorch.NeuralNet or Pretrained, \
+            default=None
         Teacher network. ``None`` builds an MLP with
         ``teacher_hidden_layer_sizes``. A module is copied, never trained in
         place; it must map ``n_features`` inputs to ``n_classes`` logits. A
@@ -56,7 +57,9 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
     {{student}}
     teacher_pretrained : "auto" or bool, default="auto"
         Whether ``teacher`` is already trained, so that the source stage is
-        skipped. ``"auto"``: true for an initialized (fitted) skorch net. A
+        skipped. ``"auto"``: true for an initialized (fitted) skorch net and
+        for :class:`~sktd.Pretrained`, which wraps a pretrained network so
+        that ``clone`` (and so ``GridSearchCV``) keeps its weights. A
         pretrained teacher receives rows in the units given to ``fit`` (the
         estimator's scaling is undone for it). A skorch classifier trained with
         ``NLLLoss`` (a module ending in a softmax) is handled: its probabilities
@@ -300,13 +303,16 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
 
     Parameters
     ----------
-    teacher : None, torch.nn.Module or skorch.NeuralNet, default=None
+    teacher : None, torch.nn.Module, skorch.NeuralNet or Pretrained, \
+            default=None
         Teacher network; see :class:`TransferDistillClassifier`. A module must
         map ``n_features`` inputs to ``n_outputs`` values.
     {{student}}
     teacher_pretrained : "auto" or bool, default="auto"
         Whether ``teacher`` is already trained, so that the source stage is
-        skipped. ``"auto"``: true for an initialized (fitted) skorch net. A
+        skipped. ``"auto"``: true for an initialized (fitted) skorch net and
+        for :class:`~sktd.Pretrained`, which wraps a pretrained network so
+        that ``clone`` (and so ``GridSearchCV``) keeps its weights. A
         pretrained teacher receives rows in the units given to ``fit`` (the
         estimator's scaling is undone for it) and returns values in the units of
         ``y``. If its output width differs from the task's, its last

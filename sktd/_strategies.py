@@ -188,12 +188,65 @@ class TransferStrategy:
         return self.trainer.fit(net, X, y, stratify=True)
 
 
+class Pretrained:
+    """A teacher trained elsewhere, kept as it is through ``clone``.
+
+    scikit-learn's ``clone`` (so ``GridSearchCV``, ``cross_val_score``) rebuilds
+    a skorch net from its parameters, which drops its trained weights: a fitted
+    net passed as ``teacher`` would silently be pretrained again from scratch.
+    Wrapped in ``Pretrained``, the weights are copied once and travel with the
+    estimator's parameters (``clone`` deep-copies objects without
+    ``get_params``); the source stage is skipped.
+
+    Parameters
+    ----------
+    teacher : torch.nn.Module or fitted skorch.NeuralNet
+        The pretrained network. A skorch classifier trained with ``NLLLoss``
+        (a module ending in a softmax) outputs probabilities; they become
+        logits.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn.base import clone
+    >>> from sktd import Pretrained, TransferDistillClassifier
+    >>> network = torch.nn.Linear(4, 3)
+    >>> model = TransferDistillClassifier(teacher=Pretrained(network))
+    >>> copied = clone(model).teacher.module
+    >>> bool(torch.equal(copied.weight, network.weight))
+    True
+    """
+
+    def __init__(self, teacher):
+        if isinstance(teacher, NeuralNet):
+            if not getattr(teacher, "initialized_", False):
+                raise ValueError(
+                    "Pretrained(teacher) needs a fitted skorch net or a torch "
+                    "module; this skorch net is not initialized."
+                )
+            self.outputs_probabilities = isinstance(
+                getattr(teacher, "criterion_", None), nn.NLLLoss
+            )
+            self.module = copy.deepcopy(teacher.module_)
+        elif isinstance(teacher, nn.Module):
+            self.outputs_probabilities = False
+            self.module = copy.deepcopy(teacher)
+        else:
+            raise TypeError(
+                "Pretrained(teacher) needs a torch.nn.Module or a fitted skorch "
+                f"net, got {type(teacher).__name__}."
+            )
+
+    def __repr__(self):
+        return f"Pretrained({type(self.module).__name__})"
+
+
 def adapt_pretrained(spec, n_outputs, input_scaler, output_scaler, seed):
     """Wrap the user's pretrained teacher to take and give standardised values.
 
     Parameters
     ----------
-    spec : torch.nn.Module or skorch.NeuralNet
+    spec : torch.nn.Module, skorch.NeuralNet or Pretrained
         The pretrained teacher; it is copied, never changed.
     n_outputs : int
         The task's output width: the teacher's head is re-initialised at this
@@ -212,17 +265,29 @@ def adapt_pretrained(spec, n_outputs, input_scaler, output_scaler, seed):
     resized : bool
         Whether its head was re-initialised (it must then be trained).
     """
-    module = copy.deepcopy(spec.module_ if isinstance(spec, NeuralNet) else spec)
+    outputs_probabilities = isinstance(spec, NeuralNet) and isinstance(
+        getattr(spec, "criterion_", None), nn.NLLLoss
+    )
+    if isinstance(spec, Pretrained):
+        module, outputs_probabilities = spec.module, spec.outputs_probabilities
+    elif isinstance(spec, NeuralNet):
+        if not getattr(spec, "initialized_", False):
+            raise ValueError(
+                "teacher_pretrained=True, but the skorch net given as teacher is "
+                "not fitted; scikit-learn's clone (GridSearchCV, cross_val_score) "
+                "rebuilds a net without its weights. Pass "
+                "teacher=sktd.Pretrained(net), which keeps them."
+            )
+        module = spec.module_
+    else:
+        module = spec
+    module = copy.deepcopy(module)
     if not isinstance(module, nn.Module):
         raise TypeError(
             "teacher_pretrained=True needs teacher to be a torch.nn.Module "
             f"or an initialized skorch net, got {type(spec).__name__}."
         )
-    if (
-        output_scaler is None
-        and isinstance(spec, NeuralNet)
-        and isinstance(getattr(spec, "criterion_", None), nn.NLLLoss)
-    ):
+    if output_scaler is None and outputs_probabilities:
         # skorch classifiers trained with NLLLoss output probabilities.
         module = LogOf(module)
     with INIT_LOCK:

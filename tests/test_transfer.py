@@ -231,3 +231,52 @@ def test_consistent_teaching_keeps_the_teacher_out_of_the_optimizer(
     with torch.no_grad():
         teacher = model.teacher_.module_(torch.tensor(X_all)).argmax(1).numpy()
     assert np.mean(model.classes_[teacher] == model.predict(X_target)) > 0.7
+
+
+def _fitted_user_net():
+    X, y, X_target, y_target = _source_and_target()
+    user_net = NeuralNetClassifier(
+        nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3), nn.Softmax(-1)),
+        max_epochs=5,
+        lr=0.1,
+        train_split=None,
+        verbose=0,
+    ).fit(((X - 100) / 50).astype(np.float32), y)
+    user_net.module_ = nn.Sequential(_Affine(-100 / 50, 1 / 50), user_net.module_)
+    return user_net, X, y, X_target, y_target
+
+
+def test_pretrained_wrapper_keeps_the_weights_through_clone_and_grid_search():
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+
+    from sktd import Pretrained
+
+    user_net, X, y, X_target, y_target = _fitted_user_net()
+    params = dict(random_state=0, max_iter=5, student_hidden_layer_sizes=(8,))
+    direct = TransferDistillClassifier(Pretrained(user_net), **params).fit(X, y)
+    cloned = clone(TransferDistillClassifier(Pretrained(user_net), **params))
+    cloned.fit(X, y)
+    assert cloned.history_["pretrain"] is None
+    np.testing.assert_array_equal(
+        direct.predict_proba_teacher(X_target), cloned.predict_proba_teacher(X_target)
+    )
+    # The teacher predicts as the user's net does (no pretraining happened).
+    np.testing.assert_array_equal(
+        cloned.predict_teacher(X_target), user_net.predict(X_target.astype(np.float32))
+    )
+    grid = GridSearchCV(
+        TransferDistillClassifier(Pretrained(user_net), **params),
+        {"temperature": [2.0, 4.0]},
+        cv=2,
+    ).fit(X, y)
+    assert grid.best_estimator_.history_["pretrain"] is None
+
+
+def test_a_cloned_skorch_teacher_marked_pretrained_is_refused_with_the_remedy():
+    from sklearn.base import clone
+
+    user_net, X, y, *_ = _fitted_user_net()
+    model = clone(TransferDistillClassifier(user_net, teacher_pretrained=True))
+    with pytest.raises(ValueError, match=r"sktd.Pretrained\(net\)"):
+        model.fit(X, y)
