@@ -10,6 +10,7 @@ interrupt leaves the estimator as it was. It predicts with the student.
 
 import copy
 import time
+import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
@@ -392,6 +393,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         if hasattr(probe, "feature_names_in_"):
             fitted["feature_names_in_"] = probe.feature_names_in_
         fitted["input_scaler_"] = fit_scaler(X)
+        _warn_if_spread_underflows(X, fitted["input_scaler_"], "X")
         X = _standardised(
             X, fitted["input_scaler_"], "X" if X_target is None else "X or X_target"
         )
@@ -596,6 +598,23 @@ def _check_device(device):
         raise ValueError(
             f"device={device!r}, but this machine or torch build has no "
             f"{parsed.type} device ({check} is False); use device='cpu'."
+        )
+
+
+def _warn_if_spread_underflows(X, scaler, name):
+    """Warn about features that vary but whose variance underflows to zero.
+
+    The scaler then takes them for constants (scale 1) and the networks see
+    them as all but constant; a rescaled copy would be learnt from.
+    """
+    flat = scaler.var_ == 0
+    if flat.any() and (X[:, flat].max(axis=0) != X[:, flat].min(axis=0)).any():
+        warnings.warn(
+            f"{name} has features whose values differ but whose spread is below "
+            "float64 precision (variance 0): they are treated as constant. "
+            "Rescale them (e.g. multiply by 1e100).",
+            UserWarning,
+            stacklevel=4,
         )
 
 

@@ -215,22 +215,56 @@ class Domains:
 
 
 def is_unlabelled_class(y):
-    """Mask of entries equal to the unlabelled marker ``-1``, for any dtype."""
+    """Mask of unlabelled entries: ``-1`` for any dtype, and ``None`` in objects."""
     y = np.asarray(y)
     if y.dtype.kind in "iuf":
         return y == UNLABELLED
     if y.dtype.kind == "O":
         return np.fromiter(
             (
-                isinstance(v, (int, float, np.integer, np.floating))
-                and not isinstance(v, bool)
-                and v == UNLABELLED
+                v is None
+                or (
+                    isinstance(v, (int, float, np.integer, np.floating))
+                    and not isinstance(v, (bool, np.bool_))
+                    and v == UNLABELLED
+                )
                 for v in y
             ),
             dtype=bool,
             count=len(y),
         )
     return np.zeros(len(y), dtype=bool)
+
+
+def as_label_array(labels, name):
+    """Class labels of one kind as a plain array: objects become bool or int.
+
+    Stacking numbers with an object ``y_target`` (``-1`` or ``None`` marking
+    unlabelled rows) leaves Python ints or bools in an object array, which
+    scikit-learn cannot type; a mix of kinds is refused, naming ``name``.
+    """
+    if labels.dtype != object or not len(labels):
+        return labels
+    kinds = {
+        "bool"
+        if isinstance(v, (bool, np.bool_))
+        else "int"
+        if isinstance(v, (int, np.integer))
+        else "str"
+        if isinstance(v, str)
+        else type(v).__name__
+        for v in labels
+    }
+    if kinds == {"bool"}:
+        return labels.astype(bool)
+    if kinds == {"int"}:
+        return labels.astype(np.int64)
+    if len(kinds) > 1:
+        raise ValueError(
+            f"{name} mixes labels of kinds {sorted(kinds)}; use one kind of label "
+            "(unlabelled target rows are -1 or None)."
+        )
+    return labels
 
 
 def _unlabelled_like(y_source, n_rows, unlabelled=None):
@@ -364,7 +398,12 @@ def _check_target_rows(estimator, X_target):
         raise ValueError(
             "X_target is empty; pass X_target=None when there is no target data."
         )
-    shape = getattr(X_target, "shape", None) or np.shape(X_target)
+    try:
+        shape = getattr(X_target, "shape", None) or np.shape(X_target)
+    except ValueError as error:
+        raise ValueError(
+            f"X_target: {error} Every row needs the same number of features."
+        ) from error
     if len(shape) == 2 and shape[1] != estimator.n_features_in_:
         raise ValueError(
             f"X_target has {shape[1]} features, but X has "

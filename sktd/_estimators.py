@@ -16,6 +16,7 @@ consistent.
 """
 
 import inspect
+import warnings
 from numbers import Real
 
 import numpy as np
@@ -31,7 +32,7 @@ from torch import nn
 from ._arrays import softmax
 from ._base import BaseTransferDistill
 from ._docstrings import fill_docstring
-from ._domains import check_finite_labels, is_unlabelled_class
+from ._domains import as_label_array, check_finite_labels, is_unlabelled_class
 from ._losses import ClassificationDistillationLoss, RegressionDistillationLoss
 
 
@@ -258,12 +259,20 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
             (is_source, "y"),
             (is_labelled & ~is_source, target_label_name),
         ):
-            check_finite_labels(y[rows], name, hint)
+            labels = as_label_array(y[rows], name)
+            check_finite_labels(labels, name, hint)
             try:
-                check_classification_targets(y[rows])
+                check_classification_targets(labels)
             except ValueError as error:
                 raise ValueError(f"{name}: {error}") from error
-        labelled = y[is_labelled]
+            if labels.dtype.kind in "OU" and "-1" in set(labels.tolist()):
+                warnings.warn(
+                    f"{name} holds the string '-1', taken as a class; unlabelled "
+                    "target rows are marked with the number -1 (or None).",
+                    UserWarning,
+                    stacklevel=4,
+                )
+        labelled = as_label_array(y[is_labelled], "y and y_target")
         classes = np.unique(labelled)
         if len(classes) < 2:
             raise ValueError(
@@ -469,6 +478,17 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
             )
         is_labelled = ~missing.any(axis=1)
         target_scaler = StandardScaler().fit(columns[is_labelled])
+        labelled = columns[is_labelled]
+        if (
+            (target_scaler.var_ == 0) & (labelled.max(axis=0) != labelled.min(axis=0))
+        ).any():
+            warnings.warn(
+                "y has targets whose values differ but whose spread is below "
+                "float64 precision (variance 0): they are learnt as constants. "
+                "Rescale them.",
+                UserWarning,
+                stacklevel=4,
+            )
         encoded = np.full_like(columns, np.nan)
         encoded[is_labelled] = target_scaler.transform(columns[is_labelled])
         fitted = {"n_outputs_": columns.shape[1], "target_scaler_": target_scaler}

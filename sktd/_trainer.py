@@ -204,6 +204,14 @@ class StageTrainer:
             pool = np.flatnonzero(
                 np.ones(len(X), bool) if validate_on is None else validate_on
             )
+            if len(pool) < 2:
+                rows = "training" if validate_on is None else "target"
+                raise ValueError(
+                    f"early_stopping=True holds out validation_fraction="
+                    f"{s.validation_fraction} of the {rows} rows, but there are "
+                    f"only {len(pool)}: pass more rows (X_target for target rows) "
+                    "or set early_stopping=False."
+                )
             stratify_by = y[pool] if stratify and self.classification else None
             _, valid = train_test_split(
                 pool,

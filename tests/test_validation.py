@@ -49,6 +49,32 @@ def reg():
 # per entry, in the form "| bad input | ErrorType | fragment |".
 BAD_INPUTS = [
     (
+        "early_stopping with one labelled target row",
+        lambda: (
+            clf()
+            .set_params(early_stopping=True)
+            .fit(X, y, X_target=Xt[:1], y_target=yt[:1])
+        ),
+        ValueError,
+        "early_stopping=True holds out validation_fraction=0.1",
+    ),
+    (
+        "ragged X_target",
+        lambda: clf().fit(
+            X, y, X_target=[[1.0, 2.0, 3.0], [1.0, 2.0]], y_target=yt[:2]
+        ),
+        ValueError,
+        "X_target: setting an array element with a sequence",
+    ),
+    (
+        "bool y with int labels in y_target",
+        lambda: clf().fit(
+            X, y.astype(bool), X_target=Xt, y_target=np.array([1] * 10, dtype=object)
+        ),
+        ValueError,
+        "y and y_target mixes labels of kinds ['bool', 'int']",
+    ),
+    (
         "predict on values beyond float32",
         lambda: clf().fit(X, y).predict(_with(Xt, 0, 1e39)),
         ValueError,
@@ -529,3 +555,39 @@ def test_predict_during_a_refit_sees_the_old_model_or_the_new_one():
     # Every prediction is one model's whole answer, never old rows with new
     # classes (or the reverse).
     assert seen <= expected and len(seen) >= 1
+
+
+@pytest.mark.parametrize(
+    "y_source, y_target, classes",
+    [
+        (
+            y.astype(bool),
+            np.array([True, False] + [-1] * 8, dtype=object),
+            [False, True],
+        ),
+        (y.astype(bool), None, [False, True]),
+        (y, np.array([0, 1, -1, -1, 0, 1, -1, -1, 0, 1], dtype=object), [0, 1]),
+        (y, np.array([0, 1, None, None, 0, 1, None, None, 0, 1], dtype=object), [0, 1]),
+    ],
+    ids=["bool and -1", "bool, no target labels", "object ints", "None unlabelled"],
+)
+def test_label_kinds_numpy_can_compare_work(y_source, y_target, classes):
+    model = clf().fit(X, y_source, X_target=Xt, y_target=y_target)
+    assert model.classes_.tolist() == classes
+    assert model.classes_.dtype == np.asarray(classes).dtype
+    assert set(model.predict(Xt).tolist()) <= set(classes)
+
+
+def test_a_string_minus_one_among_string_labels_is_warned_about():
+    names = np.array(["a", "b"])
+    y_target = np.where(np.arange(10) % 3 == 0, "-1", names[yt])
+    with pytest.warns(UserWarning, match="y_target holds the string '-1'"):
+        model = clf().fit(X, names[y], X_target=Xt, y_target=y_target)
+    assert "-1" in model.classes_
+
+
+def test_spread_below_float_precision_is_warned_about():
+    with pytest.warns(UserWarning, match="X has features whose values differ"):
+        clf().fit(X * 1e-200, y)
+    with pytest.warns(UserWarning, match="y has targets whose values differ"):
+        reg().fit(X, yr * 1e-170)
