@@ -10,7 +10,6 @@ interrupt leaves the estimator as it was. It predicts with the student.
 
 import copy
 import time
-import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
@@ -21,9 +20,16 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNet
 
-from ._arrays import fit_scaler, forward_rows, standardise
+from ._arrays import fit_scaler, forward_rows
 from ._distillation import check_hint, distil
-from ._domains import Domains, check_domains, check_sample_domain
+from ._domains import (
+    Domains,
+    check_domains,
+    check_sample_domain,
+    is_clean_float_array,
+    standardised_rows,
+    warn_if_spread_underflows,
+)
 from ._guard import GUARD_MIN_ROWS, all_weights, choice_of, guard
 from ._nets import SupervisedNet
 from ._networks import count_parameters
@@ -36,7 +42,7 @@ from ._strategies import (
     adapt_pretrained,
 )
 from ._threads import resolve_threads, torch_threads
-from ._trainer import StageTrainer, TrainingSettings
+from ._trainer import StageTrainer, TrainingSettings, check_device
 from ._transfer_set import munge_rows
 
 
@@ -178,7 +184,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         self : object
             The fitted estimator.
         """
-        _check_device(self.device)
+        check_device(self.device)
         check_hint(self.hint_weight, self.consistent_teaching, self.student)
         domains, fitted = self._validate_domains(
             X, y, X_target, y_target, sample_domain
@@ -393,8 +399,8 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         if hasattr(probe, "feature_names_in_"):
             fitted["feature_names_in_"] = probe.feature_names_in_
         fitted["input_scaler_"] = fit_scaler(X)
-        _warn_if_spread_underflows(X, fitted["input_scaler_"], "X")
-        X = _standardised(
+        warn_if_spread_underflows(X, fitted["input_scaler_"], "X")
+        X = standardised_rows(
             X, fitted["input_scaler_"], "X" if X_target is None else "X or X_target"
         )
         domains = Domains(X=X, y=y, is_source=is_source, is_labelled=is_labelled)
@@ -428,7 +434,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         state = dict(vars(self))
         if "student_" not in state:
             check_is_fitted(self)
-        if not _is_clean_float_array(X, state["n_features_in_"]) or (
+        if not is_clean_float_array(X, state["n_features_in_"]) or (
             "feature_names_in_" in state
         ):
             X = validate_data(self, X, reset=False, dtype=np.float64)
@@ -436,7 +442,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             # Predictions are for the target task whatever the domain; the
             # domains are only checked so that a misaligned array is caught.
             check_sample_domain(sample_domain, len(X))
-        X = _standardised(X, state["input_scaler_"], "X")
+        X = standardised_rows(X, state["input_scaler_"], "X")
         with torch_threads(resolve_threads(self._threads_setting())):
             return forward_rows(state[network].module_, X, self.device), state
 
@@ -570,82 +576,6 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         """Return the accuracy or R² of ``predictions``."""
 
 
-def _check_device(device):
-    """Refuse a ``device`` torch cannot parse or this machine does not have."""
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(
-            f"device={device!r} is not a torch device; use 'cpu', "
-            "'cuda', 'cuda:1', 'mps', ..."
-        ) from error
-    availability = {
-        "cuda": ("torch.cuda.is_available()", torch.cuda.is_available),
-        "mps": (
-            "torch.backends.mps.is_available()",
-            torch.backends.mps.is_available,
-        ),
-    }
-    if parsed.type == "cpu":
-        return
-    if parsed.type not in availability:
-        raise ValueError(
-            f"device={device!r}: sktd trains on 'cpu', 'cuda' or 'mps' devices, "
-            f"not {parsed.type!r}."
-        )
-    check, is_available = availability[parsed.type]
-    if not is_available():
-        raise ValueError(
-            f"device={device!r}, but this machine or torch build has no "
-            f"{parsed.type} device ({check} is False); use device='cpu'."
-        )
-
-
-def _warn_if_spread_underflows(X, scaler, name):
-    """Warn about features that vary but whose variance underflows to zero.
-
-    The scaler then takes them for constants (scale 1) and the networks see
-    them as all but constant; a rescaled copy would be learnt from.
-    """
-    flat = scaler.var_ == 0
-    if flat.any() and (X[:, flat].max(axis=0) != X[:, flat].min(axis=0)).any():
-        warnings.warn(
-            f"{name} has features whose values differ but whose spread is below "
-            "float64 precision (variance 0): they are treated as constant. "
-            "Rescale them (e.g. multiply by 1e100).",
-            UserWarning,
-            stacklevel=4,
-        )
-
-
-def _standardised(X, scaler, name):
-    """Standardise ``X`` to float32; refuse values the networks cannot hold."""
-    rows = standardise(X, scaler)
-    if not np.isfinite(rows).all():
-        raise ValueError(
-            f"{name} holds values that overflow float32 once standardised (above "
-            "about 3.4e38 in magnitude): sktd's networks compute in float32. "
-            "Rescale those features."
-        )
-    return rows
-
-
 def _rows(array, mask):
     """``array[mask]``, without a copy when every row is selected."""
     return array if mask.all() else array[mask]
-
-
-def _is_clean_float_array(X, n_features):
-    """Whether ``X`` is what ``validate_data`` would return unchanged.
-
-    Lets predict skip scikit-learn's generic checks, which cost more than the
-    forward pass of a small network on one row.
-    """
-    return (
-        type(X) is np.ndarray
-        and X.ndim == 2
-        and X.dtype.kind == "f"
-        and X.shape[0] > 0
-        and X.shape[1] == n_features
-        and np.isfinite(X).all()
-    )

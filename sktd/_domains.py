@@ -11,12 +11,15 @@ semi-supervised convention) or ``y = NaN`` (regression).
 """
 
 import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils import check_array
 from sklearn.utils.validation import _num_samples, validate_data
+
+from ._arrays import standardise
 
 #: Domain codes written by :func:`stack_domains` (as skada's generators do).
 SOURCE_DOMAIN = 1
@@ -449,3 +452,48 @@ def _refuse_split_form_in_cross_validation():
                 "and the fit parameter sample_domain."
             )
         frame = frame.f_back
+
+
+def warn_if_spread_underflows(X, scaler, name):
+    """Warn about features that vary but whose variance underflows to zero.
+
+    The scaler then takes them for constants (scale 1) and the networks see
+    them as all but constant; a rescaled copy would be learnt from.
+    """
+    flat = scaler.var_ == 0
+    if flat.any() and (X[:, flat].max(axis=0) != X[:, flat].min(axis=0)).any():
+        warnings.warn(
+            f"{name} has features whose values differ but whose spread is below "
+            "float64 precision (variance 0): they are treated as constant. "
+            "Rescale them (e.g. multiply by 1e100).",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def standardised_rows(X, scaler, name):
+    """Standardise ``X`` to float32; refuse values the networks cannot hold."""
+    rows = standardise(X, scaler)
+    if not np.isfinite(rows).all():
+        raise ValueError(
+            f"{name} holds values that overflow float32 once standardised (above "
+            "about 3.4e38 in magnitude): sktd's networks compute in float32. "
+            "Rescale those features."
+        )
+    return rows
+
+
+def is_clean_float_array(X, n_features):
+    """Whether ``X`` is what ``validate_data`` would return unchanged.
+
+    Lets predict skip scikit-learn's generic checks, which cost more than the
+    forward pass of a small network on one row.
+    """
+    return (
+        type(X) is np.ndarray
+        and X.ndim == 2
+        and X.dtype.kind == "f"
+        and X.shape[0] > 0
+        and X.shape[1] == n_features
+        and np.isfinite(X).all()
+    )

@@ -278,3 +278,34 @@ def _stratification(y, test_size):
     if counts.min() < 2 or min(n_test, len(y) - n_test) < n_classes:
         return None
     return y
+
+
+def check_device(device):
+    """Refuse a ``device`` torch cannot parse or this machine does not have."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"device={device!r} is not a torch device; use 'cpu', "
+            "'cuda', 'cuda:1', 'mps', ..."
+        ) from error
+    availability = {
+        "cuda": ("torch.cuda.is_available()", torch.cuda.is_available),
+        "mps": (
+            "torch.backends.mps.is_available()",
+            torch.backends.mps.is_available,
+        ),
+    }
+    if parsed.type == "cpu":
+        return
+    if parsed.type not in availability:
+        raise ValueError(
+            f"device={device!r}: sktd trains on 'cpu', 'cuda' or 'mps' devices, "
+            f"not {parsed.type!r}."
+        )
+    check, is_available = availability[parsed.type]
+    if not is_available():
+        raise ValueError(
+            f"device={device!r}, but this machine or torch build has no "
+            f"{parsed.type} device ({check} is False); use device='cpu'."
+        )

@@ -129,9 +129,7 @@ class TargetKFold(_TargetSplitter):
     """
 
     def __init__(self, n_splits=5, *, shuffle=False, random_state=None):
-        if not isinstance(n_splits, numbers.Integral) or n_splits < 2:
-            raise ValueError(f"n_splits must be an integer >= 2, got {n_splits!r}.")
-        self.n_splits = n_splits
+        self.n_splits = _checked_n_splits(n_splits, minimum=2)
         self.shuffle = shuffle
         self.random_state = random_state
 
@@ -169,9 +167,7 @@ class TargetShuffleSplit(_TargetSplitter):
     """
 
     def __init__(self, n_splits=5, *, test_size=0.2, random_state=None):
-        if not isinstance(n_splits, numbers.Integral) or n_splits < 1:
-            raise ValueError(f"n_splits must be an integer >= 1, got {n_splits!r}.")
-        self.n_splits = n_splits
+        self.n_splits = _checked_n_splits(n_splits, minimum=1)
         self.test_size = test_size
         self.random_state = random_state
 
@@ -196,3 +192,10 @@ def _can_stratify(labels, n_splits):
         return False
     _, counts = np.unique(labels, return_counts=True)
     return counts.min() >= n_splits
+
+
+def _checked_n_splits(n_splits, minimum):
+    """Return ``n_splits`` if it is an integer of at least ``minimum``."""
+    if not isinstance(n_splits, numbers.Integral) or n_splits < minimum:
+        raise ValueError(f"n_splits must be an integer >= {minimum}, got {n_splits!r}.")
+    return n_splits
