@@ -229,6 +229,8 @@ def main():
         "Real tasks (both halves)": summarise(real),
         "Whole suite": summarise(every),
     }
+    # A suite run alone leaves a half or the real tasks empty: not reported.
+    summaries = {label: line for label, line in summaries.items() if line != "no task"}
     for label, line in summaries.items():
         print(f"{label}: {line}")
     if args.quick or args.only or params or args.half != "both":
@@ -264,6 +266,8 @@ def main():
     for label, line in summaries.items():
         text += [f"**{label}.** {line}", ""]
     for half, rows in results.items():
+        if not rows:
+            continue
         title = f"{half.capitalize()} half"
         text += [title, "-" * len(title), "", table(rows), ""]
     DOCS.write_text("\n".join(text))
