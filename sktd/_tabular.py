@@ -74,6 +74,9 @@ class ScikitLearnTeacher(nn.Module):
 
     def __init__(self, model, n_outputs, classification, augment=False):
         super().__init__()
+        # No weights to learn; an empty one keeps torch's optimizers, which
+        # refuse a module without parameters, usable on a net around it.
+        self.no_weights = nn.Parameter(torch.zeros(0), requires_grad=False)
         self.model = model
         self.n_outputs = n_outputs
         self.classification = classification

@@ -30,7 +30,7 @@ def test_scikit_learn_teacher_returns_log_probabilities_over_every_class():
     )
     # The encoded class the model never saw gets (almost) no probability.
     assert (outputs[:, 2] == -30).all()
-    assert not any(True for _ in teacher.parameters())
+    assert sum(p.numel() for p in teacher.parameters()) == 0
 
 
 @pytest.mark.parametrize("classification", [True, False])
@@ -112,3 +112,29 @@ def test_tabular_pool_through_fit(cls, classification_domains, regression_domain
     assert model.predict_teacher(X_target).shape == model.predict(X_target).shape
     again = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(again.predict(X_target), model.predict(X_target))
+
+
+def test_a_teacher_of_scikit_learn_models_only(
+    classification_domains, fast_params, monkeypatch
+):
+    import sktd._guard
+
+    # The guard may give all the weight to tabular candidates, whose blend has
+    # no torch weights at all; the estimator must still fit and predict.
+    def choose(outputs, y, classification, **kwargs):
+        weights = {
+            name: 0.5 * (name in ("hgb_target", "linear_pooled")) for name in outputs
+        }
+        return weights, dict.fromkeys([*outputs, "blend"], 0.0)
+
+    monkeypatch.setattr(sktd._guard, "select_ensemble", choose)
+    X, y, X_target, y_target = classification_domains
+    fast_params.update(negative_transfer_guard=True, teacher_pool="tabular")
+    model = TransferDistillClassifier(random_state=0, **fast_params).fit(
+        X, y, X_target=X_target, y_target=y_target
+    )
+    assert model.transfer_choice_ == "blend"
+    assert sum(p.numel() for p in model.teacher_.module_.parameters()) == 0
+    proba = model.predict_proba_teacher(X_target)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert model.predict(X_target).shape == (len(X_target),)
