@@ -9,15 +9,23 @@ process, and 2.1 s with one thread. So ``fit`` and ``predict`` run with the
 estimator's ``torch_threads`` (``"auto"``: one thread), and give the caller's
 setting back afterwards.
 
-torch's count is OpenMP's, kept per thread once a thread sets it: each block
-records the calling thread's setting, sets its own and restores the recorded
-one, so fits running in threads do not change one another's count.
+Fits may run at once in threads (joblib's threading backend, Dask workers),
+and torch's count is shared by the computations of all threads: a fit that
+gave its caller's count back while another fit computed would change that
+fit's arithmetic mid-way. So the blocks share one count: the first to begin
+records the setting, while any runs the smallest request holds, and the last
+to end restores what the first recorded.
 """
 
 import contextlib
 import os
+import threading
 
 import torch
+
+_LOCK = threading.Lock()
+_active = []  # the requests of the blocks running now, in any thread
+_recorded = None  # the setting when the first of them began
 
 
 def resolve_threads(torch_threads):
@@ -37,10 +45,16 @@ def resolve_threads(torch_threads):
 
 @contextlib.contextmanager
 def torch_threads(n_threads):
-    """Run the block with ``n_threads`` intra-op threads, then restore them."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
+    """Run the block with ``n_threads`` intra-op threads (see the module)."""
+    global _recorded
+    with _LOCK:
+        if not _active:
+            _recorded = torch.get_num_threads()
+        _active.append(n_threads)
+        torch.set_num_threads(min(_active))
     try:
         yield
     finally:
-        torch.set_num_threads(previous)
+        with _LOCK:
+            _active.remove(n_threads)
+            torch.set_num_threads(min(_active) if _active else _recorded)

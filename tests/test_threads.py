@@ -21,6 +21,7 @@ def two_threads():
 def test_fit_and_predict_run_on_one_thread_and_restore_the_callers(
     two_threads, classification_domains, fast_params, monkeypatch
 ):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     seen = []
     original = torch.nn.Linear.forward
 
