@@ -54,8 +54,8 @@ print(f"logistic regression, target rows only: {target_only.score(X_test, y_test
 # %%
 # With the noise source, the guard moves the teacher's weight to the models of
 # the target rows and wins back what transfer lost: the student ends level with
-# the target-only logistic regression (0.677 against 0.680 when this example
-# was written), where the unguarded student is 8 points below. What weight the
+# the target-only logistic regression (0.680 and 0.680 when this example was
+# last run), where the unguarded student is 7 points below (0.613). What weight the
 # noise network keeps is not trust: its outputs are nearly uniform, and a little
 # of that tempers overconfident target-only models under the log loss (see
 # ``transfer_losses_`` for the out-of-fold losses the guard compared). The
