@@ -19,6 +19,7 @@ same structure, untrained, for a saved model.
 """
 
 import itertools
+import time
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression, RidgeCV
@@ -123,6 +124,7 @@ def guard(
         stand_in_outputs["pretrained"] = forward_rows(pretrained, X_stand_in, device)
     fold_networks = []
     folds = list(_folds(y, trainer.classification, seeds("guard_folds")))
+    start = time.perf_counter()
     for fold, (train, test) in enumerate(folds):
         fold_seed = seeds("guard_fold", fold)
         fitted = {
@@ -150,6 +152,13 @@ def guard(
                     module, X_stand_in, device
                 ) / len(folds)
         fold_networks.append(fitted["target_network"])
+        if trainer.settings.verbose:
+            # The guard's fits are most of the transfer stage's time: say so.
+            print(
+                f"[sktd] guard    fold {fold + 1}/{len(folds)}  "
+                f"{len(names)} candidates  {time.perf_counter() - start:.1f}s",
+                flush=True,
+            )
     if len(stand_ins):
         outputs = {
             name: np.concatenate([outputs[name], stand_in_outputs[name]])

@@ -3,12 +3,14 @@ import numpy as np
 from sktd import TransferDistillClassifier
 
 
-def _fit(verbose, X_target_labels=True):
+def _fit(verbose, X_target_labels=True, guard=False):
     rng = np.random.RandomState(0)
     X = rng.normal(size=(80, 3))
     y = (X[:, 0] > 0).astype(int)
     y_target = y[60:] if X_target_labels else None
-    model = TransferDistillClassifier(max_iter=3, verbose=verbose, random_state=0)
+    model = TransferDistillClassifier(
+        max_iter=3, verbose=verbose, negative_transfer_guard=guard, random_state=0
+    )
     return model.fit(X[:60], y[:60], X_target=X[60:], y_target=y_target)
 
 
@@ -32,3 +34,12 @@ def test_skipped_stage_has_no_history_and_no_line(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines] == ["pretrain", "distil"]
     assert model.history_["transfer"] is None
+
+
+def test_verbose_1_reports_each_fold_of_the_guard(capsys):
+    _fit(1, guard=True)
+    lines = capsys.readouterr().out.splitlines()
+    stages = [line.split()[1] for line in lines]
+    assert stages == ["pretrain", "transfer"] + ["guard"] * 5 + ["distil"]
+    folds = [line.split()[3] for line in lines if line.split()[1] == "guard"]
+    assert folds == ["1/5", "2/5", "3/5", "4/5", "5/5"]

@@ -49,6 +49,12 @@ def reg():
 # per entry, in the form "| bad input | ErrorType | fragment |".
 BAD_INPUTS = [
     (
+        "sparse y_target",
+        lambda: clf().fit(X, y, X_target=Xt, y_target=sp.csr_matrix(yt)),
+        TypeError,
+        "Sparse data was passed for y_target",
+    ),
+    (
         "early_stopping with one labelled target row",
         lambda: (
             clf()
