@@ -43,8 +43,10 @@ class FiniteLossGuard(Callback):
 class StageProgress(Callback):
     """One progress line per stage: epoch, losses, time.
 
-    On a terminal the line is rewritten in place every epoch; elsewhere (logs,
-    captured output) only the stage's final line is printed.
+    On a terminal the line is rewritten in place every epoch. Elsewhere (logs,
+    notebooks' captured output, CI) a line is printed whenever ``every``
+    seconds have passed since the last one, so a long stage is never silent,
+    and the stage's final line always.
 
     Parameters
     ----------
@@ -52,20 +54,28 @@ class StageProgress(Callback):
         Name printed at the start of the line (``"pretrain"``, ...).
     enabled : bool, default=True
         ``False`` prints nothing.
+    every : float, default=2.0
+        Seconds between two lines when the output is not a terminal.
     """
 
-    def __init__(self, stage, enabled=True):
+    def __init__(self, stage, enabled=True, every=2.0):
         self.stage = stage
         self.enabled = enabled
+        self.every = every
 
     def on_train_begin(self, net, **kwargs):
         """Start the stage's clock."""
-        self.start_ = time.perf_counter()
+        self.start_ = self.last_line_ = time.perf_counter()
 
     def on_epoch_end(self, net, **kwargs):
-        """Rewrite the progress line on a terminal."""
-        if self.enabled and sys.stdout.isatty():
+        """Rewrite the line on a terminal; elsewhere, print one every ``every`` s."""
+        if not self.enabled:
+            return
+        if sys.stdout.isatty():
             print(self._line(net), end="\r", flush=True)
+        elif time.perf_counter() - self.last_line_ >= self.every:
+            self.last_line_ = time.perf_counter()
+            print(self._line(net), flush=True)
 
     def on_train_end(self, net, **kwargs):
         """Print the stage's final line."""

@@ -43,3 +43,24 @@ def test_verbose_1_reports_each_fold_of_the_guard(capsys):
     assert stages == ["pretrain", "transfer"] + ["guard"] * 5 + ["distil"]
     folds = [line.split()[3] for line in lines if line.split()[1] == "guard"]
     assert folds == ["1/5", "2/5", "3/5", "4/5", "5/5"]
+
+
+def test_without_a_terminal_a_line_comes_every_two_seconds(monkeypatch, capsys):
+    import sktd._callbacks
+
+    # A clock that advances one second per reading: a long stage, instantly.
+    clock = iter(range(10**6))
+    monkeypatch.setattr(sktd._callbacks.time, "perf_counter", lambda: next(clock))
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 3))
+    y = (X[:, 0] > 0).astype(int)
+    TransferDistillClassifier(
+        max_iter=12, n_iter_no_change=50, verbose=1, random_state=0
+    ).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    pretrain = [line for line in lines if line.split()[1] == "pretrain"]
+    # Each epoch reads the clock twice (check, then reset): a line every
+    # epoch or two, never a silent stage; then the final line.
+    assert len(pretrain) >= 6
+    epochs = [int(line.split()[3].split("/")[0]) for line in pretrain]
+    assert epochs == sorted(epochs) and epochs[-1] == 12
