@@ -37,7 +37,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from tasks import _split_target
+from tasks import _task
 
 MAX_SOURCE = 5000
 MIN_TEST = 100
@@ -83,18 +83,12 @@ def _real_task(features, y, source, seed, kind, n_labelled, n_unlabelled):
             f"the target domain has {len(X_t)} rows: too few for {n_labelled} "
             f"labelled and {MIN_TEST} test rows"
         )
-    X_target, y_target, X_test, y_test = _split_target(
-        X_t, y_t, n_labelled, n_unlabelled, rng, kind
+    data = _task(X_s, y_s, X_t, y_t, n_labelled, n_unlabelled, rng, kind)
+    data["X_test"], data["y_test"] = (
+        data["X_test"][:MAX_TEST],
+        data["y_test"][:MAX_TEST],
     )
-    return dict(
-        X_source=X_s,
-        y_source=y_s,
-        X_target=X_target,
-        y_target=y_target,
-        X_test=X_test[:MAX_TEST],
-        y_test=y_test[:MAX_TEST],
-        kind=kind,
-    )
+    return data
 
 
 def carseats(seed, n_labelled=40, n_unlabelled=300):

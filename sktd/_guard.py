@@ -109,7 +109,9 @@ def guard(
     trainer = transfer.trainer
     device = trainer.settings.device
     names = CANDIDATES + (TABULAR_CANDIDATES if tabular else ())
-    pooled = _pooled_sample(source_rows, seeds("guard_pooled_sample"))
+    pooled = (
+        _pooled_sample(source_rows, seeds("guard_pooled_sample")) if tabular else None
+    )
     outputs = {
         name: np.zeros((len(X), trainer.n_outputs), np.float32) for name in names
     }

@@ -43,18 +43,7 @@ def _source_and_target(seed=0):
 
 
 def test_pretrained_skorch_classifier_is_used_as_it_is():
-    X, y, X_target, y_target = _source_and_target()
-    user_net = NeuralNetClassifier(
-        nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3), nn.Softmax(-1)),
-        max_epochs=5,
-        lr=0.1,
-        train_split=None,
-        verbose=0,
-    )
-    user_net.fit(((X - 100) / 50).astype(np.float32), y)
-    # The user's net expects its own scaling: wrap it to take raw rows.
-    module = nn.Sequential(_Affine(-100 / 50, 1 / 50), user_net.module_)
-    user_net.module_ = module
+    user_net, X, y, X_target, y_target = _fitted_user_net()
     model = TransferDistillClassifier(
         user_net, random_state=0, max_iter=5, student_hidden_layer_sizes=(8,)
     ).fit(X, y)
@@ -234,6 +223,7 @@ def test_consistent_teaching_keeps_the_teacher_out_of_the_optimizer(
 
 
 def _fitted_user_net():
+    """A skorch classifier the user trained, wrapped to take raw rows."""
     X, y, X_target, y_target = _source_and_target()
     user_net = NeuralNetClassifier(
         nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3), nn.Softmax(-1)),
@@ -242,6 +232,7 @@ def _fitted_user_net():
         train_split=None,
         verbose=0,
     ).fit(((X - 100) / 50).astype(np.float32), y)
+    # The user's net expects its own scaling: wrap it to take raw rows.
     user_net.module_ = nn.Sequential(_Affine(-100 / 50, 1 / 50), user_net.module_)
     return user_net, X, y, X_target, y_target
 
