@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
+from ._trainer import INIT_LOCK
+
 #: The named consumers of randomness in a fit. A name's position is its
 #: spawn key: append new names, never reorder.
 STREAMS = (
@@ -68,8 +70,16 @@ def seeded_torch(seed):
     """Seed torch's global generator for one fit, then restore it.
 
     Initialisation happens on the CPU; the CPU generator is the only one used
-    by the default networks (custom modules' dropout draws from it too).
+    by the default networks (custom modules' dropout draws from it too). The
+    state is saved and restored under the lock that seeded initialisations
+    hold: restoring it while a fit in another thread draws its initial
+    weights would change them.
     """
-    with torch.random.fork_rng(devices=[]):
+    with INIT_LOCK:
+        state = torch.get_rng_state()
         torch.manual_seed(seed)
+    try:
         yield
+    finally:
+        with INIT_LOCK:
+            torch.set_rng_state(state)
