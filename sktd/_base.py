@@ -30,7 +30,7 @@ from ._domains import (
     standardised_rows,
     warn_if_spread_underflows,
 )
-from ._guard import GUARD_MIN_ROWS, all_weights, choice_of, guard
+from ._guard import CANDIDATES, GUARD_MIN_ROWS, all_weights, choice_of, guard
 from ._nets import SupervisedNet
 from ._networks import count_parameters
 from ._onnx import export_onnx
@@ -96,7 +96,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
     # set_*_request call (predictions ignore it beyond checking its length).
     __metadata_request__fit = {"sample_domain": True}
     __metadata_request__predict = {"sample_domain": True}
-    __metadata_request__score = {"sample_domain": True}
+    __metadata_request__score = {"sample_domain": True, "sample_weight": True}
 
     @abstractmethod
     def __init__(
@@ -170,6 +170,10 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Labels of ``X``. In the stacked form, target rows may be
             unlabelled: ``-1`` for classifiers, ``NaN`` for regressors.
+            Without ``X_target`` and ``sample_domain``, rows labelled so are
+            unlabelled rows of the one domain, as in scikit-learn's
+            semi-supervised estimators: the teacher learns from the labelled
+            rows, the student from the teacher on every row.
         X_target : array-like of shape (n_target, n_features), default=None
             Target rows (split form).
         y_target : array-like of shape (n_target,), default=None
@@ -434,6 +438,18 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         state = dict(vars(self))
         if "student_" not in state:
             check_is_fitted(self)
+        if network not in state:
+            tabular = sorted(
+                name
+                for name, weight in state["transfer_weights_"].items()
+                if weight and name not in CANDIDATES
+            )
+            raise ValueError(
+                "This estimator was loaded from a model file that holds its "
+                f"student only: its teacher blends scikit-learn models {tabular} "
+                "(teacher_pool='tabular'), which sktd's model files do not store. "
+                "Keep the fitted estimator with pickle to use its teacher."
+            )
         if not is_clean_float_array(X, state["n_features_in_"]) or (
             "feature_names_in_" in state
         ):

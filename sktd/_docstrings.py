@@ -116,17 +116,18 @@ SHARED = {
         Hidden widths of the default teacher.
 """,
     "teacher_pool": """\
-    teacher_pool : {"networks", "tabular"}, default="networks"
-        The guard's candidates. ``"networks"``: the five above.
-        ``"tabular"``: also the scikit-learn models a tabular user would fit
-        (HistGradientBoosting on the target rows or pooled with up to 5,000
-        source rows; pooled linear models, plain, on Daumé III's augmented
-        features, and with source rows importance-weighted by a domain
-        classifier), weighed by bagged ensemble selection shrunk halfway
-        toward the best single candidate. :func:`sktd.save` cannot write a
-        model fitted with ``"tabular"`` (its teacher may hold scikit-learn
-        models; use pickle). Not yet the default: it awaits the development
-        half of the benchmark.
+    teacher_pool : {"networks", "tabular"}, default="tabular"
+        The guard's candidates. ``"tabular"``: the five above and the
+        scikit-learn models a tabular user would fit (HistGradientBoosting on
+        the target rows or pooled with up to 5,000 source rows; pooled linear
+        models, plain, on Daumé III's augmented features, and with source rows
+        importance-weighted by a domain classifier), weighed by bagged
+        ensemble selection shrunk halfway toward the best single candidate
+        (gradient boosting fits a model per target, so regression with more
+        than 4 targets leaves it out). ``"networks"``: the five networks only
+        (the default in sktd 0.1).
+        A model file (:func:`sktd.save`) holds the student, which predicts,
+        but not a teacher that holds scikit-learn models.
 """,
     "tol": """\
     tol : float, default=1e-4
@@ -145,13 +146,13 @@ SHARED = {
         The candidate with all the weight, or ``"blend"``.
 """,
     "transfer_set": """\
-    transfer_set : {"given", "munge"}, default="given"
-        The rows the student learns the teacher on. ``"given"``: every source
-        and target row. ``"munge"``: also 10 synthetic rows per target row
-        (at most 100,000), drawn around the target rows by MUNGE (Bucila et
-        al., 2006), so that the student sees the teacher where it will be used
-        even with few target rows. Not yet the default: it awaits the
-        development half of the benchmark.
+    transfer_set : {"given", "munge"}, default="munge"
+        The rows the student learns the teacher on. ``"munge"``: every source
+        and target row and 10 synthetic rows per target row (at most
+        100,000), drawn around the target rows by MUNGE (Bucila et al., 2006),
+        so that the student sees the teacher where it will be used even with
+        few target rows. ``"given"``: the given rows only (the default in sktd
+        0.1).
 """,
     "transfer_strategy": """\
     transfer_strategy : {"finetune", "gradual", "l2sp", "discriminative"}, \

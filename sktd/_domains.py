@@ -270,6 +270,21 @@ def as_label_array(labels, name):
     return labels
 
 
+def _unlabelled_rows(y, unlabelled):
+    """Rows whose label is the unlabelled marker: -1 (or None), or all NaN."""
+    if isinstance(unlabelled, float):
+        try:
+            values = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        except (TypeError, ValueError):
+            return np.zeros(len(y), dtype=bool)
+        return np.isnan(values).all(axis=1)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.ravel()
+    if y.ndim != 1:
+        return np.zeros(len(y), dtype=bool)
+    return is_unlabelled_class(y)
+
+
 def _unlabelled_like(y_source, n_rows, unlabelled=None):
     shape = (n_rows,) + y_source.shape[1:]
     kind = y_source.dtype.kind
@@ -362,7 +377,15 @@ def check_domains(estimator, X, y, X_target, y_target, sample_domain, unlabelled
     )
     if X_target is None:
         if sample_domain is None:
-            return X, y, np.ones(len(X), dtype=bool), "y"
+            # One domain; as in scikit-learn's semi-supervised estimators, rows
+            # labelled -1 (NaN) are unlabelled: distillation teaches on them.
+            is_labelled = ~_unlabelled_rows(y, unlabelled)
+            if not is_labelled.any():
+                raise ValueError(
+                    f"y marks every row unlabelled ({unlabelled}); sktd needs "
+                    "labelled rows to pretrain the teacher."
+                )
+            return X, y, is_labelled, "y"
         is_source = check_sample_domain(sample_domain, len(X)) > 0
         if not is_source.any():
             raise ValueError(

@@ -93,6 +93,8 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
     teacher_ : skorch.NeuralNet
         The fitted teacher (after transfer). Its module outputs logits; it is
         a blend of networks (``BlendedTeacher``) when the guard blends.
+        Absent from an estimator :func:`sktd.load` read from a file whose
+        teacher blends scikit-learn models, which model files do not store.
     transfer_weights_ : dict of str to float
         The teacher's blend weights of ``"pretrained"`` (source network),
         ``"transferred"``, ``"rehearsed"`` (fine-tuned on the target rows
@@ -157,8 +159,8 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         transfer_strategy="l2sp",
         l2sp_strength=0.01,
         negative_transfer_guard=True,
-        teacher_pool="networks",
-        transfer_set="given",
+        teacher_pool="tabular",
+        transfer_set="munge",
         temperature=4.0,
         alpha=0.9,
         distillation_loss="kl",
@@ -275,16 +277,54 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         labelled = as_label_array(y[is_labelled], "y and y_target")
         classes = np.unique(labelled)
         if len(classes) < 2:
+            hint = (
+                " Rows labelled -1 are unlabelled: recode a class named -1."
+                if not is_labelled.all()
+                else ""
+            )
             raise ValueError(
                 "TransferDistillClassifier needs labelled rows of at least 2 "
-                f"classes; got 1 class ({classes[0]!r})."
+                f"classes; got 1 class ({classes[0]!r}).{hint}"
             )
+        self._warn_if_labels_look_re_encoded(
+            y, is_source, is_labelled, target_label_name
+        )
         encoded = np.full(len(y), -1, dtype=np.int64)
         encoded[is_labelled] = np.searchsorted(classes, labelled)
         return encoded, is_labelled, {"classes_": classes, "n_outputs_": len(classes)}
 
     def _unlabelled_marker(self):
         return -1
+
+    @staticmethod
+    def _warn_if_labels_look_re_encoded(y, is_source, is_labelled, target_name):
+        """Warn when the stacked form's -1 looks turned into a class.
+
+        Meta-estimators that encode ``y`` themselves (``BaggingClassifier``,
+        ``VotingClassifier``, ``CalibratedClassifierCV``, ...) turn the
+        unlabelled marker into a class, found on target rows only, and leave
+        no target row unlabelled.
+        """
+        is_target = ~is_source
+        if (
+            target_name != "y"
+            or not is_target.any()
+            or not is_labelled[is_target].all()
+        ):
+            return
+        source = set(as_label_array(y[is_source], "y").tolist())
+        only_target = set(as_label_array(y[is_target], "y").tolist()) - source
+        if only_target:
+            warnings.warn(
+                f"Every target row is labelled and the class(es) "
+                f"{sorted(only_target, key=str)} appear on target rows only: if a "
+                "meta-estimator re-encoded y (BaggingClassifier, VotingClassifier, "
+                "CalibratedClassifierCV, ...), the unlabelled marker -1 became a "
+                "class. Give such meta-estimators the split form (X_target, "
+                "y_target), or fit sktd directly.",
+                UserWarning,
+                stacklevel=5,
+            )
 
     def _supervised_criterion(self):
         return nn.CrossEntropyLoss
@@ -344,6 +384,8 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
     ----------
     teacher_ : skorch.NeuralNet
         The fitted teacher (after transfer), on standardised targets.
+        Absent from an estimator :func:`sktd.load` read from a file whose
+        teacher blends scikit-learn models, which model files do not store.
     transfer_weights_ : dict of str to float
         The teacher's blend weights of ``"pretrained"`` (source network),
         ``"transferred"``, ``"rehearsed"`` (fine-tuned on the target rows
@@ -405,8 +447,8 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         transfer_strategy="l2sp",
         l2sp_strength=0.01,
         negative_transfer_guard=True,
-        teacher_pool="networks",
-        transfer_set="given",
+        teacher_pool="tabular",
+        transfer_set="munge",
         alpha=0.9,
         hint_weight=0.0,
         consistent_teaching=None,

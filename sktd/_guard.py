@@ -40,6 +40,9 @@ CANDIDATES = (
     "target_network",
 )
 
+# Regression with more targets than this leaves the boosted candidates out.
+HGB_MAX_OUTPUTS = 4
+
 # The guard needs this many labelled target rows to hold some out; it uses at
 # most this many folds.
 GUARD_MIN_ROWS = 10
@@ -108,7 +111,7 @@ def guard(
     """
     trainer = transfer.trainer
     device = trainer.settings.device
-    names = CANDIDATES + (TABULAR_CANDIDATES if tabular else ())
+    names = CANDIDATES + (tabular_candidates(trainer) if tabular else ())
     pooled = (
         _pooled_sample(source_rows, seeds("guard_pooled_sample")) if tabular else None
     )
@@ -262,6 +265,18 @@ def blend(candidates, weights, classification):
         members, {name: weights[name] for name in members}, classification
     )
     return module, "blend"
+
+
+def tabular_candidates(trainer):
+    """Return the scikit-learn candidates weighed for this task.
+
+    Gradient boosting fits one model per regression target: beyond
+    :data:`HGB_MAX_OUTPUTS` targets its cost would grow with them (200 targets,
+    2,400 boosted models per guard), so the linear candidates stand alone.
+    """
+    if trainer.classification or trainer.n_outputs <= HGB_MAX_OUTPUTS:
+        return TABULAR_CANDIDATES
+    return tuple(name for name in TABULAR_CANDIDATES if not name.startswith("hgb"))
 
 
 def choice_of(weights):

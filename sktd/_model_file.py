@@ -22,13 +22,15 @@ from sklearn.utils._param_validation import (
 
 from ._estimators import TransferDistillClassifier, TransferDistillRegressor
 from ._guard import CANDIDATES, choice_of
+from ._tabular import TABULAR_CANDIDATES
 
 FORMAT = "sktd-safetensors"
 
 
 # Version 2 adds the training history, the HMAC and exact class dtypes;
-# version 1 files (no history) still load.
-FORMAT_VERSION = 2
+# version 3 the scikit-learn candidates of ``teacher_pool="tabular"`` among
+# the blend weights. Files of earlier versions still load.
+FORMAT_VERSION = 3
 
 
 ESTIMATORS = {
@@ -71,6 +73,9 @@ _LATER_PARAMETERS = {
     "transfer_set": "given",
     "torch_threads": "auto",
 }
+
+
+_ALL_CANDIDATES = CANDIDATES + TABULAR_CANDIDATES
 
 
 _HIDDEN_SIZES = ("teacher_hidden_layer_sizes", "student_hidden_layer_sizes")
@@ -210,10 +215,10 @@ def _check_header(meta):
         fields["classes"] = None
     weights = fields["transfer_weights"] = _check_weights(meta["transfer_weights"])
     choice = meta["transfer_choice"]
-    if not isinstance(choice, str) or choice not in (*CANDIDATES, "blend"):
+    if not isinstance(choice, str) or choice not in (*_ALL_CANDIDATES, "blend"):
         raise _invalid(
             "transfer_choice",
-            f"is {_show(choice)}, not one of {[*CANDIDATES, 'blend']}.",
+            f"is {_show(choice)}, not one of {[*_ALL_CANDIDATES, 'blend']}.",
         )
     if choice != choice_of(weights):
         raise _invalid(
@@ -225,7 +230,14 @@ def _check_header(meta):
     bag = _positive_int(
         meta["target_network_bag_size"], "target_network_bag_size", low=0
     )
-    if bool(bag) != bool(weights.get("target_network")):
+    if not teacher_is_stored(weights):
+        if bag:
+            raise _invalid(
+                "target_network_bag_size",
+                f"is {bag}, but the file does not store the teacher (its "
+                "transfer_weights give scikit-learn models weight): it must be 0.",
+            )
+    elif bool(bag) != bool(weights.get("target_network")):
         raise _invalid(
             "target_network_bag_size",
             f"is {bag}, but transfer_weights give target_network a weight of "
@@ -298,9 +310,10 @@ def _check_weights(weights):
     if not isinstance(weights, dict) or not weights:
         raise _invalid(field, "must be a non-empty JSON object.")
     for name, weight in weights.items():
-        if name not in CANDIDATES:
+        if name not in _ALL_CANDIDATES:
             raise _invalid(
-                field, f"names {_show(name)}, not one of the candidates {CANDIDATES}."
+                field,
+                f"names {_show(name)}, not one of the candidates {_ALL_CANDIDATES}.",
             )
         if not _is_number(weight) or not 0 <= weight <= 1:
             raise _invalid(
@@ -319,7 +332,7 @@ def _check_losses(losses):
     if not isinstance(losses, dict):
         raise _invalid(field, "must be null or a JSON object.")
     for name, loss in losses.items():
-        if name not in (*CANDIDATES, "blend"):
+        if name not in (*_ALL_CANDIDATES, "blend"):
             raise _invalid(field, f"names {_show(name)}, not a candidate or 'blend'.")
         if not _is_number(loss):
             raise _invalid(field, f"gives {name} {_show(loss)}, not a number.")
@@ -485,7 +498,19 @@ def _mlp_tensors(prefix, n_features, n_outputs, sizes, field, head="n_outputs"):
     yield f"{prefix}head.weight", (n_outputs, width), _NETWORK_DTYPES, None, field
 
 
+def teacher_is_stored(weights):
+    """Whether a file stores the teacher: only one made of sktd's networks.
+
+    A teacher blending scikit-learn models (``teacher_pool="tabular"``)
+    cannot be rebuilt without unpickling them; the file then holds the
+    student, which is what predicts.
+    """
+    return not any(weights.get(name) for name in TABULAR_CANDIDATES)
+
+
 def _teacher_tensors(fields):
+    if not teacher_is_stored(fields["transfer_weights"]):
+        return
     n_features, n_outputs = fields["n_features_in"], fields["n_outputs"]
     sizes = fields["params"]["teacher_hidden_layer_sizes"]
     weights, bag = fields["transfer_weights"], fields["target_network_bag_size"]

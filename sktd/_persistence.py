@@ -33,7 +33,7 @@ import torch
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from ._guard import CANDIDATES, bag_size, teacher_architecture
+from ._guard import bag_size, teacher_architecture
 from ._model_file import (
     _CLASS_DTYPES,
     _HEX_DIGEST,
@@ -51,6 +51,7 @@ from ._model_file import (
     _is_available,
     _parse_header,
     _show,
+    teacher_is_stored,
 )
 from ._nets import DistillationNet, SupervisedNet
 from ._networks import MLP
@@ -132,13 +133,6 @@ def save(estimator, path, *, key=None):
                 "which cannot be rebuilt without running its code. Use pickle "
                 "(or torch.save) for it."
             )
-    foreign = sorted(set(estimator.transfer_weights_) - set(CANDIDATES))
-    if foreign:
-        raise TypeError(
-            "save supports teachers made of sktd's networks only; this "
-            f"estimator's guard weighed {foreign} (teacher_pool), models "
-            "that cannot be rebuilt without running their code. Use pickle for it."
-        )
     tensors = {
         "input_scaler.mean": torch.from_numpy(estimator.input_scaler_.mean_),
         "input_scaler.scale": torch.from_numpy(estimator.input_scaler_.scale_),
@@ -148,7 +142,10 @@ def save(estimator, path, *, key=None):
         tensors["target_scaler.scale"] = torch.from_numpy(
             estimator.target_scaler_.scale_
         )
-    for name in ("teacher", "student"):
+    stored = ["student"]
+    if teacher_is_stored(estimator.transfer_weights_):
+        stored.append("teacher")
+    for name in stored:
         module = getattr(estimator, f"{name}_").module_
         for name_in_module, value in module.state_dict().items():
             tensors[f"{name}.{name_in_module}"] = value.detach().cpu().contiguous()
@@ -169,10 +166,14 @@ def save(estimator, path, *, key=None):
         "transfer_choice": estimator.transfer_choice_,
         "transfer_weights": estimator.transfer_weights_,
         "transfer_losses": estimator.transfer_losses_,
-        "target_network_bag_size": bag_size(
-            estimator.teacher_.module_,
-            estimator.transfer_choice_,
-            estimator.transfer_weights_,
+        "target_network_bag_size": (
+            bag_size(
+                estimator.teacher_.module_,
+                estimator.transfer_choice_,
+                estimator.transfer_weights_,
+            )
+            if "teacher" in stored
+            else 0
         ),
         "history": _history_to_json(getattr(estimator, "history_", None)),
     }
@@ -404,6 +405,8 @@ def _build(fields, tensors, device):
             params["student_hidden_layer_sizes"],
         ),
     }
+    if not teacher_is_stored(fields["transfer_weights"]):
+        del architectures["teacher"]
     for name, architecture in architectures.items():
         # Built on the meta device (no memory, no random initialisation), then
         # given memory on the target device and every weight from the file.

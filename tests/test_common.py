@@ -15,8 +15,22 @@ FAST = dict(
 )
 
 
+def expected_failed_checks(estimator):
+    if isinstance(estimator, TransferDistillClassifier):
+        return {
+            "check_classifiers_classes": (
+                "Its last case labels the classes -1 and 1. Like scikit-learn's "
+                "semi-supervised classifiers (which this check gives other labels "
+                "by name), sktd reads -1 as an unlabelled row, so one class is "
+                "left and fit refuses it, saying why."
+            )
+        }
+    return {}
+
+
 @parametrize_with_checks(
-    [TransferDistillClassifier(**FAST), TransferDistillRegressor(**FAST)]
+    [TransferDistillClassifier(**FAST), TransferDistillRegressor(**FAST)],
+    expected_failed_checks=expected_failed_checks,
 )
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

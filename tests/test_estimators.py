@@ -1,8 +1,10 @@
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import GridSearchCV
 from skorch import NeuralNetClassifier
@@ -10,6 +12,7 @@ from skorch import NeuralNetClassifier
 from sktd import TransferDistillClassifier, TransferDistillRegressor
 from sktd._nets import DistillationNet, SupervisedNet
 from sktd._networks import MLP
+from sktd._transfer_set import MUNGE_ROWS_PER_TARGET_ROW
 
 ESTIMATORS = [TransferDistillClassifier, TransferDistillRegressor]
 
@@ -70,7 +73,9 @@ def test_unlabelled_rows_reach_distillation_only(task, fast_params, monkeypatch)
     for labels in supervised:
         assert np.all(np.isfinite(labels)) and not np.any(labels == -1)
     (transfer_set,) = distilled
-    assert len(transfer_set) == len(X) + len(X_target)
+    # The given rows, then the MUNGE rows around the target rows (unlabelled).
+    n_munged = MUNGE_ROWS_PER_TARGET_ROW * len(X_target)
+    assert len(transfer_set) == len(X) + len(X_target) + n_munged
     label_column = transfer_set[:, -1]
     # The target's labels are the only hard labels once there are some.
     unlabelled = (
@@ -78,7 +83,7 @@ def test_unlabelled_rows_reach_distillation_only(task, fast_params, monkeypatch)
         if cls is TransferDistillClassifier
         else (np.isnan(label_column))
     )
-    assert unlabelled.sum() == len(X) + len(X_target) - n_labelled_target
+    assert unlabelled.sum() == len(X) + len(X_target) + n_munged - n_labelled_target
     assert not unlabelled[len(X) : len(X) + n_labelled_target].any()
 
 
@@ -374,3 +379,66 @@ def test_fitted_nets_predict_as_skorch_nets_on_standardised_rows(task, fast_para
     assert report["teacher"]["score"] == pytest.approx(
         scorer(y_target[labelled], model.predict_teacher(X_target[labelled]))
     )
+
+
+@pytest.mark.parametrize("cls", [TransferDistillClassifier, TransferDistillRegressor])
+def test_marked_labels_without_domains_are_unlabelled_rows(
+    cls, classification_domains, regression_domains, fast_params
+):
+    classification = cls is TransferDistillClassifier
+    X, y, X_target, _ = classification_domains if classification else regression_domains
+    marker = -1 if classification else np.nan
+    # One domain, as scikit-learn's semi-supervised estimators take it: the
+    # marked rows are unlabelled rows, taught by the teacher, never a class.
+    one_domain = cls(random_state=0, **fast_params).fit(
+        np.vstack([X, X_target]), np.r_[y, np.full(len(X_target), marker)]
+    )
+    split = cls(random_state=0, **fast_params).fit(X, y, X_target=X_target)
+    np.testing.assert_array_equal(one_domain.predict(X_target), split.predict(X_target))
+    if classification:
+        np.testing.assert_array_equal(one_domain.classes_, np.unique(y))
+        with pytest.raises(ValueError, match="Rows labelled -1 are unlabelled"):
+            cls(**fast_params).fit(X, np.where(y > 0, 1, -1))
+    with pytest.raises(ValueError, match="y marks every row unlabelled"):
+        cls(**fast_params).fit(X, np.full(len(X), marker))
+
+
+@pytest.mark.parametrize("meta", ["bagging", "voting", "calibrated"])
+def test_meta_estimators_on_the_stacked_form_are_right_or_warned(meta, fast_params):
+    """Never a silently wrong score (the docs list which need the split form)."""
+    import sklearn
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import BaggingClassifier, VotingClassifier
+
+    from sktd import stack_domains
+    from sktd.model_selection import TargetKFold
+
+    X, y = make_classification(
+        400, 6, n_informative=4, n_classes=3, class_sep=2.5, random_state=0
+    )
+    X_target, y_true = X[250:] + 0.3, y[250:]
+    y_target = np.where(np.arange(len(y_true)) < 30, y_true, -1)
+    X_all, y_all, sample_domain = stack_domains(X[:250], y[:250], X_target, y_target)
+    fast_params.update(max_iter=40, random_state=0)
+    sktd_model = TransferDistillClassifier(**fast_params)
+    model = {
+        "bagging": BaggingClassifier(sktd_model, n_estimators=2, random_state=0),
+        "voting": VotingClassifier([("sktd", sktd_model)], voting="soft"),
+        "calibrated": CalibratedClassifierCV(sktd_model, cv=TargetKFold(n_splits=2)),
+    }[meta]
+    with sklearn.config_context(enable_metadata_routing=True):
+        bare = clone(sktd_model).fit(X_all, y_all, sample_domain=sample_domain)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(X_all, y_all, sample_domain=sample_domain)
+    re_encoded = [w for w in caught if "re-encoded y" in str(w.message)]
+    test = slice(30, None)
+    right = bare.score(X_target[test], y_true[test])
+    score = np.mean(model.predict(X_target[test]) == y_true[test])
+    assert right > 0.8
+    # Bagging and voting encode y themselves: -1 becomes a class, and sktd
+    # says so. Calibration on TargetKFold folds labelled target rows only.
+    assert re_encoded if meta != "calibrated" else score >= right - 0.05
+    if meta != "calibrated":
+        assert score < right - 0.2

@@ -265,3 +265,30 @@ def test_blend_search_memory_does_not_grow_with_the_outputs():
     # The inputs themselves grow (40 x 300 x 8 bytes per output); the search's
     # working memory must not.
     assert peak(40) < 2 * peak(1) + 40 * 5 * 300 * 8 * 2
+
+
+def test_many_output_regression_with_the_guard_stays_small(fast_params):
+    import tracemalloc
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 5))
+    y = X @ rng.normal(size=(5, 200)) + 0.1 * rng.normal(size=(300, 200))
+    X_target, y_target = X[200:] + 0.3, y[200:].copy()
+    y_target[60:] = np.nan
+
+    def peak(guard):
+        model = TransferDistillRegressor(
+            random_state=0, **dict(fast_params, negative_transfer_guard=guard)
+        )
+        tracemalloc.start()
+        model.fit(X[:200], y[:200], X_target=X_target, y_target=y_target)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return model, top
+
+    guarded, with_guard = peak(True)
+    _, without_guard = peak(False)
+    assert with_guard < 2 * without_guard
+    # Gradient boosting fits a model per target: with 200 it is left out.
+    assert "linear_pooled" in guarded.transfer_weights_
+    assert not any(name.startswith("hgb") for name in guarded.transfer_weights_)

@@ -4,6 +4,7 @@ import hmac
 import json
 import pickle
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from torch import nn
 import sktd
 from sktd import TransferDistillClassifier, TransferDistillRegressor, load, save
 from sktd._guard import CANDIDATES
+from sktd._tabular import TABULAR_CANDIDATES
 
 
 @pytest.fixture(params=["classifier", "regressor", "strings", "dataframe"])
@@ -103,7 +105,8 @@ def test_round_trip_of_every_teacher_the_guard_builds(
         return weights, {name: 0.0 for name in [*outputs, "blend"]}
 
     monkeypatch.setattr(sktd._guard, "choose_weights", choose)
-    fast_params["negative_transfer_guard"] = True
+    # The networks' pool: every teacher of it is stored.
+    fast_params.update(negative_transfer_guard=True, teacher_pool="networks")
     domains = (
         classification_domains
         if cls is TransferDistillClassifier
@@ -499,6 +502,24 @@ HOSTILE = [
             _set("transfer_weights.transferred", 0.0),
             _set("transfer_weights.target_linear", 1.0),
             _set("transfer_choice", "target_linear"),
+        ),
+    ),
+    _case(
+        "a bag in a teacher the file does not store",
+        "target_network_bag_size",
+        _edits(
+            _set("transfer_weights", {"transferred": 0.5, "hgb_pooled": 0.5}),
+            _set("transfer_choice", "blend"),
+            _set("target_network_bag_size", 3),
+        ),
+    ),
+    _case(
+        "teacher tensors of a teacher the file does not store",
+        "transfer_choice, transfer_weights",
+        _edits(
+            _set("transfer_weights", {"hgb_target": 1.0}),
+            _set("transfer_choice", "hgb_target"),
+            _set("target_network_bag_size", 0),
         ),
     ),
     # History.
@@ -987,10 +1008,10 @@ def test_a_parameter_added_later_gets_its_former_behaviour(
     assert load(crafted).alpha == 0.25
 
 
-def test_a_teacher_with_foreign_candidates_is_refused_by_save(saved, tmp_path):
+def test_a_teacher_with_unknown_candidates_is_refused_by_save(saved, tmp_path):
     model = copy.deepcopy(saved["classifier"][0])
     model.transfer_weights_ = dict(model.transfer_weights_, sklearn_model=0.0)
-    with pytest.raises(TypeError, match="sklearn_model.*pickle"):
+    with pytest.raises(ValueError, match="cannot write.*sklearn_model"):
         save(model, tmp_path / "m.safetensors")
 
 
@@ -1023,4 +1044,75 @@ def test_onnx_matches_at_large_feature_offsets(
     # The same float32 rows through sktd and through onnxruntime.
     np.testing.assert_allclose(
         outputs, model.predict_proba(rows.astype(np.float64)), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("cls", [TransferDistillClassifier, TransferDistillRegressor])
+def test_a_teacher_with_scikit_learn_models_is_not_stored(
+    cls, classification_domains, regression_domains, fast_params, tmp_path
+):
+    X, y, X_target, y_target = (
+        classification_domains
+        if cls is TransferDistillClassifier
+        else regression_domains
+    )
+    fast_params.update(negative_transfer_guard=True, teacher_pool="tabular")
+    model = cls(random_state=0, **fast_params).fit(
+        X, y, X_target=X_target, y_target=y_target
+    )
+    assert any(model.transfer_weights_[name] for name in TABULAR_CANDIDATES)
+    path = tmp_path / "model.safetensors"
+    save(model, path)
+    restored = load(path)
+    # The student, what predicts, comes back exactly; the teacher does not.
+    np.testing.assert_array_equal(
+        _outputs(restored, X_target), _outputs(model, X_target)
+    )
+    assert restored.transfer_weights_ == model.transfer_weights_
+    assert not hasattr(restored, "teacher_")
+    with pytest.raises(ValueError, match="holds its student only.*pickle"):
+        restored.predict_teacher(X_target)
+    with pytest.raises(ValueError, match="holds its student only"):
+        restored.distillation_report(X_target[:5], model.predict(X_target[:5]))
+    # A loaded model saves again, to the same file.
+    save(restored, tmp_path / "again.safetensors")
+    again = load(tmp_path / "again.safetensors")
+    np.testing.assert_array_equal(_outputs(again, X_target), _outputs(model, X_target))
+    with open(path, "rb") as file:
+        size = int.from_bytes(file.read(8), "little")
+        stored = json.loads(file.read(size))
+    assert not any(name.startswith("teacher.") for name in stored)
+
+
+GPU_FILES = Path(__file__).parent / "data"
+
+
+def test_models_saved_on_a_gpu_load_and_predict_here():
+    # Written on an H200 by ``benchmarks/bench_gpu.py --save-models tests/data``;
+    # on a machine without CUDA they load onto the CPU.
+    expected = np.load(GPU_FILES / "gpu_predictions.npz")
+    for name in ("gpu_classifier", "gpu_regressor"):
+        metadata, _ = _read_file(GPU_FILES / f"{name}.safetensors")
+        assert json.loads(metadata["sktd"])["params"]["device"] == "cuda"
+    classifier = load(GPU_FILES / "gpu_classifier.safetensors")
+    regressor = load(GPU_FILES / "gpu_regressor.safetensors")
+    here = "cuda" if torch.cuda.is_available() else "cpu"
+    for model in (classifier, regressor):
+        assert model.device == here
+        devices = {p.device.type for p in model.student_.module_.parameters()}
+        assert devices == {here}
+    rows = expected["rows"]
+    # The GPU's kernels add in another order than the CPU's: equal up to
+    # float32 rounding, not bit for bit.
+    tolerance = dict(rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        classifier.predict_proba(rows), expected["proba"], **tolerance
+    )
+    np.testing.assert_allclose(
+        classifier.predict_proba_teacher(rows), expected["proba_teacher"], **tolerance
+    )
+    np.testing.assert_allclose(
+        regressor.predict(expected["rows_regression"]),
+        expected["regression"],
+        **tolerance,
     )

@@ -40,6 +40,7 @@ def test_skada_workflow_runs_unchanged(skada, fast_params):
         for scorer in (
             skada.metrics.PredictionEntropyScorer(),
             skada.metrics.MixValScorer(),
+            skada.metrics.ImportanceWeightedScorer(),
         ):
             scores = cross_validate(
                 pipe,
@@ -50,6 +51,21 @@ def test_skada_workflow_runs_unchanged(skada, fast_params):
                 params={"sample_domain": sample_domain},
             )["test_score"]
             assert np.isfinite(scores).all()
+        # Each domain in turn is the target, packed as skada packs domains
+        # for it: every domain both as a source (+d) and as a target (-d).
+        source = sample_domain > 0
+        packed_X = np.vstack([X[source], X[~source]] * 2)
+        packed_y = np.concatenate([y[source], y[~source]] * 2)
+        packed_domains = np.repeat([1, 2, -1, -2], [source.sum(), (~source).sum()] * 2)
+        scores = cross_validate(
+            pipe,
+            packed_X,
+            packed_y,
+            cv=skada.model_selection.LeaveOneDomainOut(test_size=0.3, random_state=0),
+            params={"sample_domain": packed_domains},
+        )["test_score"]
+        assert len(scores) == 2
+        assert np.isfinite(scores).all() and (scores > 0.5).all()
         grid = GridSearchCV(
             pipe,
             {"transferdistillclassifier__temperature": [2.0, 4.0]},
