@@ -52,9 +52,15 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
         Teacher network. ``None`` builds an MLP with
         ``teacher_hidden_layer_sizes``. A module is copied, never trained in
         place; it must map ``n_features`` inputs to ``n_classes`` logits. A
-        skorch net contributes its module, optimizer, ``lr``, ``max_epochs``
-        and ``batch_size``; its nested parameters (``teacher__lr``) can be
-        tuned by :class:`~sklearn.model_selection.GridSearchCV`.
+        skorch net contributes its module, optimizer, ``lr``, ``max_epochs``,
+        ``batch_size`` and callbacks (an ``LRScheduler`` schedules each stage
+        the net trains); its nested parameters (``teacher__lr``) can be tuned
+        by :class:`~sklearn.model_selection.GridSearchCV`. Its criterion,
+        ``train_split``, ``device`` and ``verbose`` are the stage's, set by
+        this estimator's parameters; data iterators, ``dataset``,
+        ``predict_nonlinearity``, ``warm_start``, ``compile`` and
+        ``use_caching`` other than skorch's defaults are refused
+        (``ValueError`` naming them).
     {{student}}
     teacher_pretrained : "auto" or bool, default="auto"
         Whether ``teacher`` is already trained, so that the source stage is

@@ -9,6 +9,7 @@ turned NaN with a smaller step, and leaves the module in ``eval`` mode
 """
 
 import copy
+import inspect
 import threading
 from dataclasses import dataclass
 from numbers import Integral
@@ -138,7 +139,11 @@ class StageTrainer:
             "max_epochs": s.max_epochs,
             "batch_size": s.batch_size,
         }
+        user_callbacks = []
         if isinstance(spec, NeuralNet):
+            check_net_settings(spec)
+            # Copies: a fit must not change the estimator's parameters.
+            user_callbacks = copy.deepcopy(list(spec.callbacks or []))
             options.update(
                 optimizer=spec.optimizer,
                 lr=spec.lr,
@@ -171,6 +176,7 @@ class StageTrainer:
                 ("finite_loss", FiniteLossGuard()),
                 ("progress", StageProgress(stage, progress and bool(s.verbose))),
                 *callbacks,
+                *user_callbacks,
             ],
             device=s.device,
             # The fitted nets' own predict_proba gives probabilities, as a
@@ -259,6 +265,59 @@ def check_hidden_layer_sizes(sizes):
 def _probabilities(logits):
     """Softmax over classes: the prediction non-linearity of classifier nets."""
     return torch.softmax(logits, dim=-1)
+
+
+# Of a skorch net given as teacher or student, sktd uses these settings (and
+# ``module__*``, ``optimizer__*``); the estimator's parameters set criterion,
+# train_split, device, verbose and classes for every stage. The settings below
+# change how a net iterates or predicts, which sktd's stages fix: a value other
+# than skorch's default is refused rather than dropped.
+_NET_SETTINGS_REFUSED = (
+    "iterator_train",
+    "iterator_valid",
+    "dataset",
+    "predict_nonlinearity",
+    "warm_start",
+    "compile",
+    "use_caching",
+)
+
+
+def check_net_settings(spec):
+    """Refuse the settings of a skorch net sktd cannot honour, naming them."""
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(NeuralNet.__init__).parameters.items()
+    }
+    params = spec.get_params(deep=False)
+    refused = [
+        name
+        for name in _NET_SETTINGS_REFUSED
+        if name in params and not _same(params[name], defaults[name])
+    ]
+    refused += [
+        name
+        for name in params
+        if "__" in name and not name.startswith(("module__", "optimizer__"))
+    ]
+    if refused:
+        raise ValueError(
+            f"The {type(spec).__name__} given as teacher or student sets "
+            f"{sorted(refused)}, which sktd cannot honour: each stage builds its "
+            "own data iterators and predicts with its own nonlinearity. sktd "
+            "uses a skorch net's module, optimizer, lr, max_epochs, batch_size "
+            "and callbacks (with their module__ / optimizer__ settings); the "
+            "estimator's parameters set the rest."
+        )
+
+
+def _same(value, default):
+    if value is default:
+        return True
+    try:
+        return bool(value == default)
+    except Exception:
+        return False
 
 
 def _silent(*args, **kwargs):

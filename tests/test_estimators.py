@@ -442,3 +442,26 @@ def test_meta_estimators_on_the_stacked_form_are_right_or_warned(meta, fast_para
     assert re_encoded if meta != "calibrated" else score >= right - 0.05
     if meta != "calibrated":
         assert score < right - 0.2
+
+
+def test_an_lr_scheduler_on_the_student_net_schedules_distillation(
+    classification_domains, fast_params
+):
+    from skorch.callbacks import LRScheduler
+    from torch.optim.lr_scheduler import StepLR
+
+    X, y, X_target, y_target = classification_domains
+    student = NeuralNetClassifier(
+        MLP,
+        module__n_features=6,
+        module__n_outputs=3,
+        lr=0.02,
+        max_epochs=6,
+        callbacks=[LRScheduler(policy=StepLR, step_size=2, gamma=0.1)],
+    )
+    model = TransferDistillClassifier(student=student, random_state=0, **fast_params)
+    model.fit(X, y, X_target=X_target, y_target=y_target)
+    epochs = len(model.history_["distil"])
+    lr = model.student_.optimizer_.param_groups[0]["lr"]
+    assert lr == pytest.approx(0.02 * 0.1 ** (epochs // 2))
+    assert epochs >= 2 and lr < 0.02

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from skorch import NeuralNet
 from torch import nn
 
@@ -102,3 +103,38 @@ def test_hidden_layer_sizes_are_checked():
     assert check_hidden_layer_sizes(5) == (5,)
     with pytest.raises(ValueError, match="positive integers"):
         check_hidden_layer_sizes((3, 0))
+
+
+def test_callbacks_of_a_skorch_net_run_and_unhonoured_settings_are_refused(
+    make_trainer,
+):
+    from skorch import NeuralNetClassifier
+    from skorch.callbacks import LRScheduler
+    from torch.optim.lr_scheduler import StepLR
+
+    from sktd._nets import SupervisedNet
+
+    trainer = make_trainer(n_outputs=2)
+    X = np.random.RandomState(0).normal(size=(60, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    spec = NeuralNetClassifier(
+        nn.Linear,
+        module__in_features=4,
+        module__out_features=2,
+        lr=0.1,
+        max_epochs=4,
+        callbacks=[LRScheduler(policy=StepLR, step_size=1, gamma=0.5)],
+    )
+    net = trainer.net(SupervisedNet, nn.Linear(4, 2), spec, stage="distil", seed=0)
+    trainer.fit(net, X, y, stratify=True)
+    # Halved after each of the 4 epochs; the user's callback object untouched.
+    assert net.optimizer_.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**4)
+    assert not hasattr(spec.callbacks[0], "lr_scheduler_")
+    for setting in (
+        {"iterator_train__shuffle": False},
+        {"predict_nonlinearity": None},
+        {"callbacks__print_log__sink": print},
+    ):
+        refused = clone(spec).set_params(**setting)
+        with pytest.raises(ValueError, match=next(iter(setting))):
+            trainer.net(SupervisedNet, nn.Linear(4, 2), refused, stage="distil", seed=0)
