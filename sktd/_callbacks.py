@@ -4,7 +4,7 @@ import sys
 import time
 
 import numpy as np
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, PrintLog
 
 
 def weighted_layers(module):
@@ -116,3 +116,37 @@ class GradualUnfreezing(Callback):
         """Leave every weight trainable, as the other strategies do."""
         for weight in net.module_.parameters():
             weight.requires_grad_(True)
+
+
+class StageLog(PrintLog):
+    """skorch's per-epoch table, titled, in colour only on a terminal.
+
+    Parameters
+    ----------
+    title : str
+        Printed above the table, e.g. ``"transfer, guard fold 2/5: rehearsed"``.
+    """
+
+    def __init__(self, title="", **kwargs):
+        super().__init__(**kwargs)
+        self.title = title
+
+    def on_train_begin(self, net, **kwargs):
+        """Print the title before the table's header."""
+        self.first_iteration_ = True
+        if self.title:
+            self._sink(f"[sktd] {self.title}", net.verbose)
+
+    def format_row(self, row, key, color):
+        """Format a cell; colour only when standard output is a terminal."""
+        if not _stdout_is_terminal():
+            # skorch colours a cell whose ``<key>_best`` flag is set.
+            row = {name: value for name, value in row.items() if name != key + "_best"}
+        return super().format_row(row, key, color)
+
+
+def _stdout_is_terminal():
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False

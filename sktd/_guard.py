@@ -132,20 +132,23 @@ def guard(
     start = time.perf_counter()
     for fold, (train, test) in enumerate(folds):
         fold_seed = seeds("guard_fold", fold)
-        fitted = {
-            "transferred": transfer.fine_tune(
+        label = f"guard fold {fold + 1}/{len(folds)}: "
+        fitted = {}
+        with trainer.labelled(label + "transferred"):
+            fitted["transferred"] = transfer.fine_tune(
                 pretrained, X[train], y[train], fold_seed, progress=False
-            ).module_,
-            "target_linear": target_linear_module(
-                X[train], y[train], trainer.n_outputs, trainer.classification, device
-            ),
-            "rehearsed": transfer.rehearse(
+            ).module_
+        fitted["target_linear"] = target_linear_module(
+            X[train], y[train], trainer.n_outputs, trainer.classification, device
+        )
+        with trainer.labelled(label + "rehearsed"):
+            fitted["rehearsed"] = transfer.rehearse(
                 pretrained, X_pool, y_pool, source_rows, X[train], y[train], fold_seed
-            ).module_,
-            "target_network": target_network(
+            ).module_
+        with trainer.labelled(label + "target network"):
+            fitted["target_network"] = target_network(
                 X[train], y[train], trainer, network_spec, hidden_layer_sizes, fold_seed
-            ),
-        }
+            )
         for name in names[len(CANDIDATES) :]:
             fitted[name] = _fit_tabular(
                 name, X[train], y[train], X_pool, y_pool, pooled, trainer, fold_seed
@@ -187,9 +190,10 @@ def guard(
         "target_network": bag(fold_networks, trainer.classification),
     }
     if weights["rehearsed"]:
-        candidates["rehearsed"] = transfer.rehearse(
-            pretrained, X_pool, y_pool, source_rows, X, y, seeds("rehearse")
-        ).module_
+        with trainer.labelled("rehearsed on every labelled target row"):
+            candidates["rehearsed"] = transfer.rehearse(
+                pretrained, X_pool, y_pool, source_rows, X, y, seeds("rehearse")
+            ).module_
     if weights["target_linear"]:
         candidates["target_linear"] = target_linear_module(
             X, y, trainer.n_outputs, trainer.classification, device

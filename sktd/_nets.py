@@ -9,6 +9,8 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import EarlyStopping
 
+from ._callbacks import StageLog
+
 
 class StageNet(NeuralNet):
     """Base of the stage nets: a user's ``KeyboardInterrupt`` stops the whole fit.
@@ -18,6 +20,24 @@ class StageNet(NeuralNet):
     net, which would let ``fit`` go on to the next stage. An interrupt that no
     early-stopping callback raised is recorded so the estimator can re-raise it.
     """
+
+    def __init__(self, *args, log_title="", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log_title = log_title
+
+    @property
+    def _default_callbacks(self):
+        # verbose=2's per-epoch tables say which stage (and guard fold) they
+        # belong to, without colour codes where they are not shown in colour.
+        return [
+            (
+                name,
+                StageLog(getattr(self, "log_title", ""))
+                if name == "print_log"
+                else callback,
+            )
+            for name, callback in super()._default_callbacks
+        ]
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         """Run skorch's loop, remembering whether the user interrupted it."""

@@ -8,6 +8,7 @@ turned NaN with a smaller step, and leaves the module in ``eval`` mode
 (:meth:`StageTrainer.fit`). It knows nothing of the estimator.
 """
 
+import contextlib
 import copy
 import inspect
 import threading
@@ -72,6 +73,19 @@ class StageTrainer:
         self.criterion = criterion
         self.classification = classification
         self.n_outputs = n_outputs
+        self.label = None
+
+    @contextlib.contextmanager
+    def labelled(self, label):
+        """Name the nets built meanwhile (``"guard fold 2/5: rehearsed"``).
+
+        The name titles their ``verbose=2`` tables after the stage's.
+        """
+        previous, self.label = self.label, label
+        try:
+            yield
+        finally:
+            self.label = previous
 
     def new_module(self, spec, hidden_layer_sizes, n_features, seed):
         """Return a freshly initialised module for a ``teacher`` / ``student`` spec.
@@ -179,6 +193,7 @@ class StageTrainer:
                 *user_callbacks,
             ],
             device=s.device,
+            log_title=stage if self.label is None else f"{stage}, {self.label}",
             # The fitted nets' own predict_proba gives probabilities, as a
             # skorch classifier's does, whatever the stage's loss.
             predict_nonlinearity=_probabilities if self.classification else None,

@@ -64,3 +64,20 @@ def test_without_a_terminal_a_line_comes_every_two_seconds(monkeypatch, capsys):
     assert len(pretrain) >= 6
     epochs = [int(line.split()[3].split("/")[0]) for line in pretrain]
     assert epochs == sorted(epochs) and epochs[-1] == 12
+
+
+def test_verbose_2_titles_every_table_without_colour_codes_off_a_terminal(capsys):
+    _fit(2, guard=True)
+    out = capsys.readouterr().out
+    assert "\x1b[" not in out
+    titles = [line for line in out.splitlines() if line.startswith("[sktd] ")]
+    titled = [line.split(maxsplit=1)[1] for line in titles if "epoch" not in line]
+    assert titled[0] == "pretrain"
+    for fold in range(1, 6):
+        for candidate in ("transferred", "rehearsed", "target network"):
+            assert f"transfer, guard fold {fold}/5: {candidate}" in titled
+    assert titled[-1] == "distil"
+    # Every table has a title: each header row follows one.
+    lines = out.splitlines()
+    headers = [i for i, line in enumerate(lines) if line.split()[:1] == ["epoch"]]
+    assert headers and all(lines[i - 1].startswith("[sktd] ") for i in headers)
