@@ -70,7 +70,7 @@ def sktd_teacher_epoch_seconds(X, y, epochs):
         max_iter=epochs, n_iter_no_change=epochs, batch_size=BATCH, random_state=0
     )
     model.fit(X, y)
-    return float(np.median(model.teacher_.history[:, "dur"]))
+    return float(np.median(model.history_["pretrain"][:, "dur"]))
 
 
 def epoch_comparison(n_rows, epochs):
