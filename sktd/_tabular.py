@@ -22,6 +22,8 @@ Each is fitted on standardised rows (and standardised targets) and wrapped in
 :func:`~sktd._arrays.forward_rows` treat it as any other teacher.
 """
 
+import functools
+
 import numpy as np
 import torch
 from sklearn.ensemble import (
@@ -29,6 +31,7 @@ from sklearn.ensemble import (
     HistGradientBoostingRegressor,
 )
 from sklearn.linear_model import LogisticRegression, RidgeCV
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 TABULAR_CANDIDATES = (
@@ -50,6 +53,23 @@ _WEIGHT_CLIP = (0.05, 20.0)
 _UNSEEN_CLASS_LOGIT = -30.0
 
 _RIDGE_ALPHAS = np.logspace(-3, 3, 13)
+
+
+def _within_the_fits_threads(function):
+    """Run ``function`` with scikit-learn's thread pools at the fit's size.
+
+    The estimator sets torch's thread count for the fit (one by default);
+    gradient boosting's OpenMP and the linear models' BLAS would otherwise
+    take every core, and oversubscribed OpenMP threads spin: beside one
+    other process (two test workers) a guard's boosting took minutes.
+    """
+
+    @functools.wraps(function)
+    def limited(*args, **kwargs):
+        with threadpool_limits(limits=torch.get_num_threads()):
+            return function(*args, **kwargs)
+
+    return limited
 
 
 class ScikitLearnTeacher(nn.Module):
@@ -82,6 +102,7 @@ class ScikitLearnTeacher(nn.Module):
         self.classification = classification
         self.augment = augment
 
+    @_within_the_fits_threads
     def forward(self, X):
         """Return the model's log-probabilities or predictions as a tensor."""
         rows = X.detach().cpu().numpy().astype(np.float64)
@@ -102,6 +123,7 @@ def augment(X, is_source):
     return np.hstack([X, X * source, X * (1 - source)])
 
 
+@_within_the_fits_threads
 def fit_tabular(name, X, y, X_source, y_source, classification, n_outputs, seed):
     """Fit the tabular candidate ``name``; return it as a :class:`ScikitLearnTeacher`.
 

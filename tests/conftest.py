@@ -1,6 +1,14 @@
-import numpy as np
-import pytest
-from sklearn.datasets import make_classification, make_regression
+import os
+
+# The suite runs one worker per core (pytest-xdist): each worker's native
+# thread pools (OpenMP, BLAS) get one thread, or their spinning threads
+# oversubscribe the cores many times over (set before numpy loads them).
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import numpy as np  # noqa: E402 (after the thread settings)
+import pytest  # noqa: E402
+from sklearn.datasets import make_classification, make_regression  # noqa: E402
 
 # Small networks and few epochs: tests check behaviour, not accuracy records.
 # The guard (five candidates over five folds) is off unless a test is about it.
