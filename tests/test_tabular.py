@@ -138,3 +138,28 @@ def test_a_teacher_of_scikit_learn_models_only(
     proba = model.predict_proba_teacher(X_target)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
     assert model.predict(X_target).shape == (len(X_target),)
+
+
+def test_the_tabular_models_fit_within_the_fits_thread_budget(
+    classification_domains, fast_params, monkeypatch
+):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen = []
+    original_fit = HistGradientBoostingClassifier.fit
+
+    def fit(self, *args, **kwargs):
+        seen.append({pool["num_threads"] for pool in threadpool_info()})
+        return original_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(HistGradientBoostingClassifier, "fit", fit)
+    X, y, X_target, y_target = classification_domains
+    fast_params.update(negative_transfer_guard=True, teacher_pool="tabular")
+    # Even where the process allows every pool two threads, the guard's
+    # boosting gets the fit's one ("auto").
+    with threadpool_limits(limits=2):
+        TransferDistillClassifier(random_state=0, **fast_params).fit(
+            X, y, X_target=X_target, y_target=y_target
+        )
+    assert seen and all(threads == {1} for threads in seen)
