@@ -71,7 +71,7 @@ class StageProgress(Callback):
         """Rewrite the line on a terminal; elsewhere, print one every ``every`` s."""
         if not self.enabled:
             return
-        if sys.stdout.isatty():
+        if _stdout_is_terminal():
             print(self._line(net), end="\r", flush=True)
         elif time.perf_counter() - self.last_line_ >= self.every:
             self.last_line_ = time.perf_counter()

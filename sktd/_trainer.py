@@ -303,17 +303,20 @@ _NET_SETTINGS_REFUSED = (
 )
 
 
+# skorch's defaults of those settings, read once.
+_NET_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(NeuralNet.__init__).parameters.items()
+}
+
+
 def check_net_settings(spec):
     """Refuse the settings of a skorch net sktd cannot honour, naming them."""
-    defaults = {
-        name: parameter.default
-        for name, parameter in inspect.signature(NeuralNet.__init__).parameters.items()
-    }
     params = spec.get_params(deep=False)
     refused = [
         name
         for name in _NET_SETTINGS_REFUSED
-        if name in params and not _same(params[name], defaults[name])
+        if name in params and not _same(params[name], _NET_DEFAULTS[name])
     ]
     refused += [
         name
