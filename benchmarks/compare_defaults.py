@@ -15,8 +15,11 @@ the CV-picked baseline and the teacher; ``--json`` saves every score.
 
 import argparse
 import ast
+import contextlib
+import importlib
 import json
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -33,12 +36,35 @@ warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
 
 def parse_config(text):
+    """``name=key=value,...``: estimator parameters, or ``module.CONSTANT`` settings.
+
+    A key with a dot sets a constant of one of sktd's modules for the fits of
+    that configuration (``_transfer_set.MUNGE_ROWS_PER_TARGET_ROW=4``): how
+    internal budgets are compared before one becomes the default.
+    """
     name, _, settings = text.partition("=")
     params = {}
     for item in filter(None, settings.split(",")):
         key, value = item.split("=", 1)
         params[key] = ast.literal_eval(value)
     return name, params
+
+
+@contextlib.contextmanager
+def constants(params):
+    """Set the ``module.CONSTANT`` entries of ``params`` meanwhile."""
+    saved = []
+    for key, value in params.items():
+        if "." in key:
+            module_name, attribute = key.rsplit(".", 1)
+            module = importlib.import_module(f"sktd.{module_name}")
+            saved.append((module, attribute, getattr(module, attribute)))
+            setattr(module, attribute, value)
+    try:
+        yield {key: value for key, value in params.items() if "." not in key}
+    finally:
+        for module, attribute, value in reversed(saved):
+            setattr(module, attribute, value)
 
 
 def main():
@@ -76,9 +102,15 @@ def main():
                         data["y_target"][labelled],
                     ),
                 }.items():
-                    model = cls(random_state=seed, **params).fit(
-                        data["X_source"], data["y_source"], X_target=X_t, y_target=y_t
-                    )
+                    start = time.perf_counter()
+                    with constants(params) as estimator_params:
+                        model = cls(random_state=seed, **estimator_params).fit(
+                            data["X_source"],
+                            data["y_source"],
+                            X_target=X_t,
+                            y_target=y_t,
+                        )
+                    row[f"{name}/{rows_given}/seconds"] = time.perf_counter() - start
                     report = model.distillation_report(
                         data["X_test"], data["y_test"], n_repeats=1
                     )
@@ -94,7 +126,8 @@ def main():
                 + " ".join(
                     f"{n}: s {row[f'{n}/all/student']:.1f} "
                     f"t {row[f'{n}/all/teacher']:.1f} "
-                    f"lo {row[f'{n}/labelled/student']:.1f}"
+                    f"lo {row[f'{n}/labelled/student']:.1f} "
+                    f"{row[f'{n}/all/seconds']:.1f}s"
                     for n in configs
                 ),
                 flush=True,
@@ -107,10 +140,11 @@ def main():
         for r, m in zip(rows, margin):
             by_task.setdefault(r["task"], []).append(m)
         worst = min(np.mean(v) for v in by_task.values())
+        seconds = [r[f"{name}/all/seconds"] for r in rows]
         print(
             f"{name}: student - CV pick mean {np.mean(margin):+.2f} (worst task "
             f"{worst:+.2f}); labelled-only - CV pick {np.mean(labelled_margin):+.2f}; "
-            f"student - teacher {np.mean(gap):+.2f}"
+            f"student - teacher {np.mean(gap):+.2f}; fit {np.mean(seconds):.1f} s"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

@@ -137,11 +137,17 @@ def standardise(X, scaler, dtype=np.float32):
     return out
 
 
-def fit_scaler(X):
-    """Fit a ``StandardScaler`` chunk by chunk (no full-size temporaries)."""
+def fit_scaler(X, sample_weight=None):
+    """Fit a ``StandardScaler`` chunk by chunk (no full-size temporaries).
+
+    With ``sample_weight``, the means and spreads are weighted: a row of
+    weight ``k`` counts as ``k`` copies.
+    """
     scaler = StandardScaler()
     for start in range(0, len(X), _PREDICT_CHUNK):
-        scaler.partial_fit(X[start : start + _PREDICT_CHUNK])
+        rows = slice(start, start + _PREDICT_CHUNK)
+        weights = None if sample_weight is None else sample_weight[rows]
+        scaler.partial_fit(X[rows], sample_weight=weights)
     return scaler
 
 

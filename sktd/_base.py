@@ -25,7 +25,9 @@ from ._distillation import check_hint, distil
 from ._domains import (
     Domains,
     check_domains,
+    check_fit_sample_weight,
     check_sample_domain,
+    check_weighted_rows,
     is_clean_float_array,
     standardised_rows,
     warn_if_spread_underflows,
@@ -94,7 +96,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
     # Like skada's estimators, request sample_domain by default, so that
     # routed pipelines, searches and skada's scorers pass it with no
     # set_*_request call (predictions ignore it beyond checking its length).
-    __metadata_request__fit = {"sample_domain": True}
+    __metadata_request__fit = {"sample_domain": True, "sample_weight": True}
     __metadata_request__predict = {"sample_domain": True}
     __metadata_request__score = {"sample_domain": True, "sample_weight": True}
 
@@ -159,7 +161,16 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
     # ------------------------------------------------------------------ fit
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, *, X_target=None, y_target=None, sample_domain=None):
+    def fit(
+        self,
+        X,
+        y,
+        *,
+        X_target=None,
+        y_target=None,
+        sample_domain=None,
+        sample_weight=None,
+    ):
         """Pretrain a teacher, transfer it to the target, distil a student.
 
         Parameters
@@ -182,6 +193,14 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         sample_domain : array-like of shape (n_samples,), default=None
             Stacked form: ``> 0`` on source rows, ``< 0`` on target rows.
             Cannot be combined with ``X_target``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each row of ``X`` (stacked form, or no domains) in every
+            stage: the input and target scaling, pretraining, transfer, the
+            guard's candidates and out-of-fold losses, and distillation (a
+            synthetic row weighs what its target row weighs). A row of weight
+            ``k`` counts about as ``k`` copies of it; weight 0 leaves its label
+            unused. Not available in the split form, where ``X`` holds the
+            source rows only.
 
         Returns
         -------
@@ -191,7 +210,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         check_device(self.device)
         check_hint(self.hint_weight, self.consistent_teaching, self.student)
         domains, fitted = self._validate_domains(
-            X, y, X_target, y_target, sample_domain
+            X, y, X_target, y_target, sample_domain, sample_weight
         )
         seeds = Seeds(self.random_state)
         trainer = self._trainer(fitted["n_outputs_"])
@@ -253,7 +272,8 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             SupervisedNet, module, self.teacher, stage="pretrain", seed=seed
         )
         X, y = _rows(domains.X, domains.source), _rows(domains.y, domains.source)
-        net = trainer.fit(net, X, y, stratify=True)
+        weights = domains.weights(domains.source)
+        net = trainer.fit(net, X, y, stratify=True, sample_weight=weights)
         return net, net.history
 
     def _transfer(self, pretrained, domains, trainer, seeds):
@@ -272,11 +292,13 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
                 trainer, pretrained.module_, {"pretrained": 1.0}
             )
             return net, None, choice
-        X, y = domains.X[rows], domains.y[rows]
+        X, y, weights = domains.X[rows], domains.y[rows], domains.weights(rows)
         strategy = TransferStrategy(
             self.transfer_strategy, self.l2sp_strength, trainer, self.teacher
         )
-        transferred = strategy.fine_tune(pretrained.module_, X, y, seeds("transfer"))
+        transferred = strategy.fine_tune(
+            pretrained.module_, X, y, seeds("transfer"), sample_weight=weights
+        )
         if not self.negative_transfer_guard or rows.sum() < GUARD_MIN_ROWS:
             net, choice = self._teacher(
                 trainer, transferred.module_, {"transferred": 1.0}
@@ -289,6 +311,8 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             y,
             X_pool=domains.X,
             y_pool=domains.y,
+            sample_weight=weights,
+            pool_weight=domains.sample_weight,
             source_rows=np.flatnonzero(domains.source),
             transfer=strategy,
             network_spec=None if self._teacher_is_pretrained() else self.teacher,
@@ -320,10 +344,15 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         if domains.labelled_target.any():
             labels = labels.copy()
             labels[domains.is_source] = self._unlabelled_marker()
-        X, is_source = domains.X, domains.is_source
+        X, is_source, weights = domains.X, domains.is_source, domains.sample_weight
         if self.transfer_set == "munge":
-            synthetic = munge_rows(domains.X, domains.is_source, seeds("munge"))
+            synthetic, parents = munge_rows(
+                domains.X, domains.is_source, seeds("munge")
+            )
             X = np.concatenate([X, synthetic])
+            if weights is not None:
+                # A synthetic row stands for the target row it was drawn from.
+                weights = np.concatenate([weights, weights[parents]])
             unlabelled = np.full(
                 (len(synthetic),) + labels.shape[1:],
                 self._unlabelled_marker(),
@@ -349,6 +378,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             unlabelled_marker=self._unlabelled_marker(),
             hint_weight=self.hint_weight,
             teacher_name=fitted["transfer_choice_"],
+            sample_weight=weights,
         )
 
     # ------------------------------------------------------ fit plumbing
@@ -384,7 +414,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             settings, self._supervised_criterion(), is_classifier(self), n_outputs
         )
 
-    def _validate_domains(self, X, y, X_target, y_target, sample_domain):
+    def _validate_domains(self, X, y, X_target, y_target, sample_domain, sample_weight):
         """Check every input of ``fit``; return the stacked rows and fitted facts.
 
         Returns the :class:`Domains` (standardised rows, encoded labels) and a
@@ -398,16 +428,26 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         X, y, is_source, target_label_name = check_domains(
             probe, X, y, X_target, y_target, sample_domain, self._unlabelled_marker()
         )
-        y, is_labelled, fitted = self._encode_labels(y, is_source, target_label_name)
+        weights = check_fit_sample_weight(sample_weight, len(X), X_target is not None)
+        y, is_labelled, fitted = self._encode_labels(
+            y, is_source, target_label_name, weights
+        )
+        check_weighted_rows(weights, is_source, is_labelled)
         fitted["n_features_in_"] = probe.n_features_in_
         if hasattr(probe, "feature_names_in_"):
             fitted["feature_names_in_"] = probe.feature_names_in_
-        fitted["input_scaler_"] = fit_scaler(X)
+        fitted["input_scaler_"] = fit_scaler(X, weights)
         warn_if_spread_underflows(X, fitted["input_scaler_"], "X")
         X = standardised_rows(
             X, fitted["input_scaler_"], "X" if X_target is None else "X or X_target"
         )
-        domains = Domains(X=X, y=y, is_source=is_source, is_labelled=is_labelled)
+        domains = Domains(
+            X=X,
+            y=y,
+            is_source=is_source,
+            is_labelled=is_labelled,
+            sample_weight=weights,
+        )
         return domains, fitted
 
     def _set_fitted(self, fitted):
@@ -568,8 +608,11 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
     # -- hooks of the subclasses
 
     @abstractmethod
-    def _encode_labels(self, y, is_source, target_label_name):
-        """Return encoded labels, the labelled mask and the fitted label facts."""
+    def _encode_labels(self, y, is_source, target_label_name, sample_weight=None):
+        """Return encoded labels, the labelled mask and the fitted label facts.
+
+        ``sample_weight`` (or ``None``) weighs a regressor's target scaling.
+        """
 
     @abstractmethod
     def _unlabelled_marker(self):

@@ -57,6 +57,7 @@ def distil(
     unlabelled_marker=-1,
     hint_weight=0.0,
     teacher_name="teacher",
+    sample_weight=None,
 ):
     """Train a student on ``teacher``'s outputs over rows ``X``; return its net.
 
@@ -90,6 +91,8 @@ def distil(
         Weight of the hint (feature) term; 0 turns it off.
     teacher_name : str, default="teacher"
         Named in the warning when the teacher has no features for a hint.
+    sample_weight : ndarray of shape (n_rows,), default=None
+        Weight of each row in the loss.
     """
     device = trainer.settings.device
     teacher_outputs = forward_rows(teacher, X, device)
@@ -126,7 +129,14 @@ def distil(
         criterion=criterion,
         **extra,
     )
-    net = trainer.fit(net, X, targets, stratify=False, validate_on=validate_on)
+    net = trainer.fit(
+        net,
+        X,
+        targets,
+        stratify=False,
+        validate_on=validate_on,
+        sample_weight=sample_weight,
+    )
     if isinstance(net.module_, HintedStudent):
         # The adapter served training only: the student is what predicts.
         net.module_ = net.module_.student

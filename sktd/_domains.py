@@ -17,7 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils import check_array
-from sklearn.utils.validation import _num_samples, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    _num_samples,
+    validate_data,
+)
 
 from ._arrays import standardise
 
@@ -199,12 +203,21 @@ class Domains:
         ``True`` on source rows.
     is_labelled : ndarray of bool
         ``True`` on rows with a label.
+    sample_weight : ndarray of shape (n_samples,) or None
+        Weight of each row in every stage's loss; ``None``: all rows alike.
     """
 
     X: np.ndarray
     y: np.ndarray
     is_source: np.ndarray
     is_labelled: np.ndarray
+    sample_weight: np.ndarray | None = None
+
+    def weights(self, mask):
+        """Return the weights of the rows of ``mask`` (``None``: unweighted)."""
+        if self.sample_weight is None:
+            return None
+        return self.sample_weight[mask]
 
     @property
     def source(self):
@@ -398,6 +411,52 @@ def check_domains(estimator, X, y, X_target, y_target, sample_domain, unlabelled
     X_target = _check_target_rows(estimator, X_target)
     y, domain = stack_labels(y, y_target, len(X_target), ("y", "y_target"), unlabelled)
     return np.concatenate([X, X_target]), y, domain > 0, "y_target"
+
+
+def check_fit_sample_weight(sample_weight, n_rows, split_form):
+    """Validate ``fit``'s ``sample_weight``; ``None`` when every row weighs alike.
+
+    Weights align with the rows of ``X``, so they need the stacked form (or no
+    domains) in which ``X`` holds every row. Equal weights are no weights: the
+    fit is then the unweighted one, bit for bit.
+    """
+    if sample_weight is None:
+        return None
+    if split_form:
+        raise ValueError(
+            "sample_weight weighs the rows of X, which in the split form "
+            "(X_target given) holds the source rows only. Pass the stacked form "
+            "instead: X, y, sample_domain = sktd.stack_domains(X_source, "
+            "y_source, X_target, y_target), with the weights of the source "
+            "rows then the target rows."
+        )
+    weights = _check_sample_weight(
+        sample_weight,
+        np.empty((n_rows, 0)),
+        dtype=np.float64,
+        ensure_non_negative=True,
+    )
+    if not np.isfinite(weights).all():
+        raise ValueError("sample_weight holds NaN or infinite values.")
+    if np.all(weights == weights[0]) and weights[0] > 0:
+        return None
+    return weights
+
+
+def check_weighted_rows(sample_weight, is_source, is_labelled):
+    """Refuse weights that silence all labelled source or labelled target rows."""
+    if sample_weight is None:
+        return
+    for mask, rows in (
+        (is_source & is_labelled, "labelled source"),
+        (~is_source & is_labelled, "labelled target"),
+    ):
+        if mask.any() and not sample_weight[mask].any():
+            raise ValueError(
+                f"sample_weight is zero on every {rows} row: those rows would "
+                "teach nothing. Give some of them a positive weight, or leave "
+                "them out."
+            )
 
 
 def check_finite_labels(labels, name, unlabelled_hint):

@@ -258,7 +258,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
 
     # -- hooks used by the base class
 
-    def _encode_labels(self, y, is_source, target_label_name):
+    def _encode_labels(self, y, is_source, target_label_name, sample_weight=None):
         if y.ndim != 1:
             y = column_or_1d(y, warn=True)
         is_labelled = is_source | ~is_unlabelled_class(y)
@@ -500,7 +500,7 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
 
     # -- hooks used by the base class
 
-    def _encode_labels(self, y, is_source, target_label_name):
+    def _encode_labels(self, y, is_source, target_label_name, sample_weight=None):
         try:
             y = check_array(
                 y, ensure_2d=False, dtype=np.float64, ensure_all_finite=False
@@ -525,7 +525,10 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
                 "outputs but not all; a row is labelled in every output or in none."
             )
         is_labelled = ~missing.any(axis=1)
-        target_scaler = StandardScaler().fit(columns[is_labelled])
+        target_scaler = StandardScaler().fit(
+            columns[is_labelled],
+            sample_weight=None if sample_weight is None else sample_weight[is_labelled],
+        )
         labelled = columns[is_labelled]
         if (
             (target_scaler.var_ == 0) & (labelled.max(axis=0) != labelled.min(axis=0))

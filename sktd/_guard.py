@@ -48,6 +48,9 @@ HGB_MAX_OUTPUTS = 4
 GUARD_MIN_ROWS = 10
 _GUARD_FOLDS = 5
 
+# Epoch budget of the networks trained on the guard's folds (None: the stage's).
+GUARD_FOLD_MAX_EPOCHS = None
+
 # Ridge penalties the target-only regression candidate chooses from.
 _RIDGE_ALPHAS = np.logspace(-3, 3, 13)
 
@@ -73,6 +76,8 @@ def guard(
     hidden_layer_sizes,
     seeds,
     tabular=False,
+    sample_weight=None,
+    pool_weight=None,
 ):
     """Weigh the candidate teachers on the labelled target rows; return the blend.
 
@@ -98,6 +103,9 @@ def guard(
         Also weigh the scikit-learn models of :data:`TABULAR_CANDIDATES`
         (pooled ones on a sample of the source rows), and weigh by bagged
         ensemble selection shrunk halfway toward the best single candidate.
+    sample_weight, pool_weight : ndarray or None, default=None
+        Weights of the rows of ``X`` and of ``X_pool`` (both or neither): every
+        candidate is fitted with them and the out-of-fold losses weigh by them.
 
     Returns
     -------
@@ -119,7 +127,15 @@ def guard(
         name: np.zeros((len(X), trainer.n_outputs), np.float32) for name in names
     }
     outputs["pretrained"] = forward_rows(pretrained, X, device)
-    stand_ins = _stand_ins(y, y_pool, source_rows, trainer, seeds("guard_stand_ins"))
+    weighted = sample_weight is not None
+    weights_of = _WeightsOf(sample_weight, pool_weight)
+    stand_ins = _stand_ins(
+        y,
+        y_pool,
+        source_rows if not weighted else source_rows[pool_weight[source_rows] > 0],
+        trainer,
+        seeds("guard_stand_ins"),
+    )
     X_stand_in = X_pool[stand_ins]
     stand_in_outputs = {
         name: np.zeros((len(stand_ins), trainer.n_outputs), np.float32)
@@ -136,22 +152,56 @@ def guard(
         fitted = {}
         with trainer.labelled(label + "transferred"):
             fitted["transferred"] = transfer.fine_tune(
-                pretrained, X[train], y[train], fold_seed, progress=False
+                pretrained,
+                X[train],
+                y[train],
+                fold_seed,
+                progress=False,
+                max_epochs=GUARD_FOLD_MAX_EPOCHS,
+                sample_weight=weights_of.rows(train),
             ).module_
         fitted["target_linear"] = target_linear_module(
-            X[train], y[train], trainer.n_outputs, trainer.classification, device
+            X[train],
+            y[train],
+            trainer.n_outputs,
+            trainer.classification,
+            device,
+            sample_weight=weights_of.rows(train),
         )
         with trainer.labelled(label + "rehearsed"):
             fitted["rehearsed"] = transfer.rehearse(
-                pretrained, X_pool, y_pool, source_rows, X[train], y[train], fold_seed
+                pretrained,
+                X_pool,
+                y_pool,
+                source_rows,
+                X[train],
+                y[train],
+                fold_seed,
+                sample_weight=weights_of.rows(train),
+                pool_weight=pool_weight,
             ).module_
         with trainer.labelled(label + "target network"):
             fitted["target_network"] = target_network(
-                X[train], y[train], trainer, network_spec, hidden_layer_sizes, fold_seed
+                X[train],
+                y[train],
+                trainer,
+                network_spec,
+                hidden_layer_sizes,
+                fold_seed,
+                sample_weight=weights_of.rows(train),
             )
         for name in names[len(CANDIDATES) :]:
             fitted[name] = _fit_tabular(
-                name, X[train], y[train], X_pool, y_pool, pooled, trainer, fold_seed
+                name,
+                X[train],
+                y[train],
+                X_pool,
+                y_pool,
+                pooled,
+                trainer,
+                fold_seed,
+                weights_of,
+                train,
             )
         for name, module in fitted.items():
             outputs[name][test] = forward_rows(module, X[test], device)
@@ -167,15 +217,22 @@ def guard(
                 f"{len(names)} candidates  {time.perf_counter() - start:.1f}s",
                 flush=True,
             )
+    row_weights = sample_weight
     if len(stand_ins):
         outputs = {
             name: np.concatenate([outputs[name], stand_in_outputs[name]])
             for name in names
         }
         y = np.concatenate([y, y_pool[stand_ins]])
+        if weighted:
+            row_weights = np.concatenate([sample_weight, pool_weight[stand_ins]])
     choose = select_ensemble if tabular else choose_weights
     weights, losses = choose(
-        outputs, y, trainer.classification, seed=seeds("guard_weights")
+        outputs,
+        y,
+        trainer.classification,
+        seed=seeds("guard_weights"),
+        sample_weight=row_weights,
     )
     if len(stand_ins):
         # Rehearsal and the target-only linear model below see the target rows
@@ -192,16 +249,39 @@ def guard(
     if weights["rehearsed"]:
         with trainer.labelled("rehearsed on every labelled target row"):
             candidates["rehearsed"] = transfer.rehearse(
-                pretrained, X_pool, y_pool, source_rows, X, y, seeds("rehearse")
+                pretrained,
+                X_pool,
+                y_pool,
+                source_rows,
+                X,
+                y,
+                seeds("rehearse"),
+                sample_weight=sample_weight,
+                pool_weight=pool_weight,
             ).module_
     if weights["target_linear"]:
         candidates["target_linear"] = target_linear_module(
-            X, y, trainer.n_outputs, trainer.classification, device
+            X,
+            y,
+            trainer.n_outputs,
+            trainer.classification,
+            device,
+            sample_weight=sample_weight,
         )
+    every_row = np.arange(len(X))
     for name in names[len(CANDIDATES) :]:
         if weights[name]:
             candidates[name] = _fit_tabular(
-                name, X, y, X_pool, y_pool, pooled, trainer, seeds("guard_tabular")
+                name,
+                X,
+                y,
+                X_pool,
+                y_pool,
+                pooled,
+                trainer,
+                seeds("guard_tabular"),
+                weights_of,
+                every_row,
             )
     teacher, _ = blend(candidates, weights, trainer.classification)
     return weights, losses, teacher
@@ -215,7 +295,24 @@ def _pooled_sample(source_rows, seed):
     return np.sort(rng.choice(source_rows, POOLED_SOURCE_ROWS, replace=False))
 
 
-def _fit_tabular(name, X, y, X_pool, y_pool, pooled, trainer, seed):
+class _WeightsOf:
+    """The sample weights of the labelled target rows and of the pool, if any."""
+
+    def __init__(self, sample_weight, pool_weight):
+        self.sample_weight = sample_weight
+        self.pool_weight = pool_weight
+
+    def rows(self, index):
+        """Weights of the labelled target rows ``index`` (``None``: unweighted)."""
+        return None if self.sample_weight is None else self.sample_weight[index]
+
+    def pool(self, index):
+        """Weights of the pool's rows ``index`` (``None``: unweighted)."""
+        return None if self.pool_weight is None else self.pool_weight[index]
+
+
+def _fit_tabular(name, X, y, X_pool, y_pool, pooled, trainer, seed, weights_of, rows):
+    """Fit a tabular candidate on the target rows ``rows`` of ``X`` (given sliced)."""
     return fit_tabular(
         name,
         X,
@@ -225,6 +322,8 @@ def _fit_tabular(name, X, y, X_pool, y_pool, pooled, trainer, seed):
         trainer.classification,
         trainer.n_outputs,
         seed,
+        sample_weight=weights_of.rows(rows),
+        source_weight=weights_of.pool(pooled),
     )
 
 
@@ -345,7 +444,7 @@ def bag_size(teacher, choice, weights):
     return len(teacher.members)
 
 
-def target_network(X, y, trainer, spec, hidden_layer_sizes, seed):
+def target_network(X, y, trainer, spec, hidden_layer_sizes, seed, sample_weight=None):
     """Train the teacher's architecture on target rows alone; return its module.
 
     The default MLP stands in for a pretrained teacher (``spec=None``), whose
@@ -353,24 +452,39 @@ def target_network(X, y, trainer, spec, hidden_layer_sizes, seed):
     initialisation.
     """
     module = trainer.new_module(spec, hidden_layer_sizes, X.shape[1], seed=seed)
+    extra = {}
+    if GUARD_FOLD_MAX_EPOCHS is not None:
+        extra["max_epochs"] = min(trainer.max_epochs(spec), GUARD_FOLD_MAX_EPOCHS)
     net = trainer.net(
-        SupervisedNet, module, spec, stage="transfer", seed=seed, progress=False
+        SupervisedNet,
+        module,
+        spec,
+        stage="transfer",
+        seed=seed,
+        progress=False,
+        **extra,
     )
-    return trainer.fit(net, X, y, stratify=True).module_
+    return trainer.fit(net, X, y, stratify=True, sample_weight=sample_weight).module_
 
 
-def target_linear_module(X, y, n_outputs, classification, device):
-    """Fit a linear model on target rows alone; return it as an ``nn.Linear``."""
+def target_linear_module(X, y, n_outputs, classification, device, sample_weight=None):
+    """Fit a linear model on target rows alone; return it as an ``nn.Linear``.
+
+    Rows of weight zero are left out.
+    """
     n_features = X.shape[1]
+    if sample_weight is not None:
+        kept = sample_weight > 0
+        X, y, sample_weight = X[kept], y[kept], sample_weight[kept]
     if not classification:
-        model = RidgeCV(alphas=_RIDGE_ALPHAS).fit(X, y)
+        model = RidgeCV(alphas=_RIDGE_ALPHAS).fit(X, y, sample_weight=sample_weight)
         return linear_module(model, n_features).to(device)
     classes = np.arange(n_outputs)
     seen = np.unique(y)
     if len(seen) == 1:
         layer = linear_module(_Constant(seen, n_features), n_features, classes)
         return layer.to(device)
-    model = LogisticRegression(max_iter=1000).fit(X, y)
+    model = LogisticRegression(max_iter=1000).fit(X, y, sample_weight=sample_weight)
     return linear_module(model, n_features, classes).to(device)
 
 
@@ -404,12 +518,17 @@ def blend_outputs(outputs, weights, classification):
     return total
 
 
-def blend_loss(outputs, weights, y, classification):
-    """Log loss (classification, ``y`` encoded) or mean squared error of a blend."""
+def blend_loss(outputs, weights, y, classification, sample_weight=None):
+    """Log loss (classification, ``y`` encoded) or mean squared error of a blend.
+
+    Averaged over the rows, weighted by ``sample_weight`` when given.
+    """
     blended = blend_outputs(outputs, weights, classification)
     if classification:
-        return float(-np.mean(np.log(np.clip(blended[np.arange(len(y)), y], 1e-12, 1))))
-    return float(np.mean((blended - y) ** 2))
+        rows = -np.log(np.clip(blended[np.arange(len(y)), y], 1e-12, 1))
+    else:
+        rows = ((blended - y) ** 2).reshape(len(y), -1).mean(axis=1)
+    return float(np.average(rows, weights=sample_weight))
 
 
 def simplex_grid(n_candidates, step=_WEIGHT_STEP):
@@ -423,13 +542,15 @@ def simplex_grid(n_candidates, step=_WEIGHT_STEP):
     return np.array(combos, dtype=np.float64) / steps
 
 
-def choose_weights(outputs, y, classification, n_bootstraps=_BOOTSTRAPS, seed=0):
+def choose_weights(
+    outputs, y, classification, n_bootstraps=_BOOTSTRAPS, seed=0, sample_weight=None
+):
     """Blend weights from out-of-fold outputs: bootstrap-averaged best blends.
 
     For each of ``n_bootstraps`` resamples of the rows, the blend on the
     simplex grid with the smallest loss is found; the weights are the mean of
     those blends. ``n_bootstraps=0`` takes the best blend on the rows as they
-    are.
+    are. ``sample_weight`` weighs the rows' losses.
 
     Returns
     -------
@@ -452,6 +573,8 @@ def choose_weights(outputs, y, classification, n_bootstraps=_BOOTSTRAPS, seed=0)
             for _ in range(n_bootstraps)
         ]
     )
+    if sample_weight is not None:
+        counts = counts * sample_weight
     totals = np.zeros((len(grid), len(counts)))
     for start in range(0, n_rows, _CHUNK_ROWS):
         rows = slice(start, start + _CHUNK_ROWS)
@@ -464,11 +587,15 @@ def choose_weights(outputs, y, classification, n_bootstraps=_BOOTSTRAPS, seed=0)
     weights = {name: float(w) for name, w in zip(names, chosen)}
     losses = {
         name: blend_loss(
-            outputs, {n: float(n == name) for n in names}, y, classification
+            outputs,
+            {n: float(n == name) for n in names},
+            y,
+            classification,
+            sample_weight,
         )
         for name in names
     }
-    losses["blend"] = blend_loss(outputs, weights, y, classification)
+    losses["blend"] = blend_loss(outputs, weights, y, classification, sample_weight)
     return weights, losses
 
 
@@ -494,7 +621,9 @@ _SELECTION_STEPS = 20
 _SHRINKAGE = 0.5
 
 
-def select_ensemble(outputs, y, classification, n_bootstraps=_BOOTSTRAPS, seed=0):
+def select_ensemble(
+    outputs, y, classification, n_bootstraps=_BOOTSTRAPS, seed=0, sample_weight=None
+):
     """Blend weights by bagged ensemble selection, shrunk toward the best single.
 
     On each bootstrap resample of the out-of-fold rows, greedy forward
@@ -505,7 +634,7 @@ def select_ensemble(outputs, y, classification, n_bootstraps=_BOOTSTRAPS, seed=0
     not support a free blend of many candidates, and the shrunk blend is the
     one weighting that beat the cross-validated pick reliably in calibration.
     Its cost is linear in the number of candidates, unlike the grid of
-    :func:`choose_weights`.
+    :func:`choose_weights`. ``sample_weight`` weighs the rows' losses.
 
     Returns
     -------
@@ -527,7 +656,9 @@ def select_ensemble(outputs, y, classification, n_bootstraps=_BOOTSTRAPS, seed=0
             return -np.log(np.clip(blend[..., 0], 1e-12, 1))
         return ((blend - y) ** 2).mean(axis=-1)
 
-    single = np.array([row_losses(part).mean() for part in parts])
+    single = np.array(
+        [np.average(row_losses(part), weights=sample_weight) for part in parts]
+    )
     best = int(np.argmin(single))
     rng = np.random.default_rng(seed)
     selections = []
@@ -535,6 +666,8 @@ def select_ensemble(outputs, y, classification, n_bootstraps=_BOOTSTRAPS, seed=0
         counts = np.bincount(rng.integers(0, n_rows, n_rows), minlength=n_rows)
         if not n_bootstraps:
             counts = np.ones(n_rows)
+        if sample_weight is not None:
+            counts = counts * sample_weight
         chosen = np.zeros(len(names))
         total = np.zeros_like(parts[0])
         for step in range(_SELECTION_STEPS):
@@ -550,5 +683,5 @@ def select_ensemble(outputs, y, classification, n_bootstraps=_BOOTSTRAPS, seed=0
     shrunk[best] += _SHRINKAGE
     weights = {name: float(w) for name, w in zip(names, shrunk)}
     losses = {name: float(loss) for name, loss in zip(names, single)}
-    losses["blend"] = blend_loss(outputs, weights, y, classification)
+    losses["blend"] = blend_loss(outputs, weights, y, classification, sample_weight)
     return weights, losses

@@ -1,13 +1,26 @@
 """Distillation losses: plain functions, ``nn.Module`` wrappers, a registry.
 
 Every loss takes the student's outputs, the teacher's outputs and the labels
-of the same rows. Unlabelled rows (label ``-1`` for classes, ``NaN`` for
-regression) contribute only the teacher term.
+of the same rows, and optionally the rows' weights. Unlabelled rows (label
+``-1`` for classes, ``NaN`` for regression) contribute only the teacher term.
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def weighted_mean(losses, sample_weight=None):
+    """Mean of per-row ``losses``, weighted by ``sample_weight`` when given.
+
+    ``sum(w * loss) / sum(w)``: a row of integer weight ``k`` counts as ``k``
+    copies of it; a batch whose rows all weigh zero contributes nothing.
+    """
+    if sample_weight is None:
+        return losses.mean()
+    sample_weight = sample_weight.to(losses.dtype)
+    total = sample_weight.sum()
+    return (losses * sample_weight).sum() / torch.clamp(total, min=1e-12)
 
 
 def soft_target_loss(student_logits, teacher_logits, temperature):
@@ -34,8 +47,10 @@ def hard_label_loss(student_logits, y):
     return hard
 
 
-def hinton_distillation_loss(student_logits, teacher_logits, y, temperature, alpha):
-    """Hinton's knowledge-distillation loss, averaged over the rows.
+def hinton_distillation_loss(
+    student_logits, teacher_logits, y, temperature, alpha, sample_weight=None
+):
+    """Hinton's knowledge-distillation loss, averaged over the (weighted) rows.
 
     ``(1 - alpha) * CE(y, s) + alpha * T**2 * KL(softmax(t/T) || softmax(s/T))``
     on labelled rows; only the second term on rows whose label is ``-1``.
@@ -49,10 +64,12 @@ def hinton_distillation_loss(student_logits, teacher_logits, y, temperature, alp
     """
     hard = hard_label_loss(student_logits, y)
     soft = soft_target_loss(student_logits, teacher_logits, temperature)
-    return ((1.0 - alpha) * hard + alpha * soft).mean()
+    return weighted_mean((1.0 - alpha) * hard + alpha * soft, sample_weight)
 
 
-def logit_matching_loss(student_logits, teacher_logits, y, temperature, alpha):
+def logit_matching_loss(
+    student_logits, teacher_logits, y, temperature, alpha, sample_weight=None
+):
     """Ba & Caruana's logit regression mixed with cross-entropy on labelled rows.
 
     ``temperature`` is accepted for a common signature and not used.
@@ -60,10 +77,12 @@ def logit_matching_loss(student_logits, teacher_logits, y, temperature, alpha):
     del temperature
     hard = hard_label_loss(student_logits, y)
     soft = ((student_logits - teacher_logits) ** 2).mean(dim=1)
-    return ((1.0 - alpha) * hard + alpha * soft).mean()
+    return weighted_mean((1.0 - alpha) * hard + alpha * soft, sample_weight)
 
 
-def regression_distillation_loss(student_out, teacher_out, y, alpha):
+def regression_distillation_loss(
+    student_out, teacher_out, y, alpha, sample_weight=None
+):
     """``(1 - alpha) * MSE(s, y) + alpha * MSE(s, t)`` (Saputra et al., 2019).
 
     Rows whose label is ``NaN`` contribute only the teacher term.
@@ -80,7 +99,9 @@ def regression_distillation_loss(student_out, teacher_out, y, alpha):
     teacher_term = ((student_out - teacher_out) ** 2).mean(dim=1)
     label_term = ((student_out - torch.nan_to_num(y)) ** 2).mean(dim=1)
     label_term = torch.where(labelled, label_term, torch.zeros_like(label_term))
-    return ((1.0 - alpha) * label_term + alpha * teacher_term).mean()
+    return weighted_mean(
+        (1.0 - alpha) * label_term + alpha * teacher_term, sample_weight
+    )
 
 
 class ClassificationDistillationLoss(nn.Module):
@@ -102,13 +123,18 @@ class ClassificationDistillationLoss(nn.Module):
         self.alpha = alpha
         self.loss_function = CLASSIFICATION_LOSSES[kind]
 
-    def forward(self, student_logits, teacher_logits, y):
-        """Return the mean loss over the batch; ``y`` may be a float column."""
+    def forward(self, student_logits, teacher_logits, y, sample_weight=None):
+        """Return the (weighted) mean loss over the batch; ``y`` may be a column."""
         if y.ndim == 2:
             y = y[:, 0]
         y = y.long()
         return self.loss_function(
-            student_logits, teacher_logits, y, self.temperature, self.alpha
+            student_logits,
+            teacher_logits,
+            y,
+            self.temperature,
+            self.alpha,
+            sample_weight=sample_weight,
         )
 
 
@@ -119,9 +145,11 @@ class RegressionDistillationLoss(nn.Module):
         super().__init__()
         self.alpha = alpha
 
-    def forward(self, student_out, teacher_out, y):
-        """Return the mean loss over the batch."""
-        return regression_distillation_loss(student_out, teacher_out, y, self.alpha)
+    def forward(self, student_out, teacher_out, y, sample_weight=None):
+        """Return the (weighted) mean loss over the batch."""
+        return regression_distillation_loss(
+            student_out, teacher_out, y, self.alpha, sample_weight=sample_weight
+        )
 
 
 CLASSIFICATION_LOSSES = {

@@ -10,6 +10,7 @@ from skorch import NeuralNet
 from skorch.callbacks import EarlyStopping
 
 from ._callbacks import StageLog
+from ._losses import weighted_mean
 
 
 class StageNet(NeuralNet):
@@ -54,15 +55,30 @@ class StageNet(NeuralNet):
 
 
 class SupervisedNet(StageNet):
-    """Net of the pretraining and transfer stages: outputs against labels."""
+    """Net of the pretraining and transfer stages: outputs against labels.
+
+    With sample weights, ``y`` is a dict ``{"labels", "weights"}`` and the
+    criterion gives one loss per row (``criterion__reduction="none"``), which
+    the weights average.
+    """
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """Return the criterion's loss; with weights, its weighted row mean."""
+        if not isinstance(y_true, dict):
+            return super().get_loss(y_pred, y_true, X=X, training=training)
+        labels = y_true["labels"].to(y_pred.device)
+        losses = self.criterion_(y_pred, labels)
+        losses = losses.reshape(len(losses), -1).mean(dim=1)
+        return weighted_mean(losses, y_true["weights"].to(y_pred.device))
 
 
 class DistillationNet(StageNet):
     """Net of the distillation stage.
 
     ``y`` is a dict of named targets per row: ``"teacher"`` (the teacher's
-    outputs), ``"labels"`` (``-1`` / ``NaN`` where unlabelled) and, with a hint
-    loss, ``"hints"`` (the teacher's standardised features). Batching slices
+    outputs), ``"labels"`` (``-1`` / ``NaN`` where unlabelled), with sample
+    weights ``"weights"`` and, with a hint loss, ``"hints"`` (the teacher's
+    standardised features). Batching slices
     them together, so shuffling cannot separate them. The teacher itself is
     never an attribute of this net: its weights stay out of the optimizer and
     out of ``train()`` mode.
@@ -88,13 +104,18 @@ class DistillationNet(StageNet):
         """Apply the distillation loss to the named targets, plus the hint term."""
         y_true = {name: value.to(y_pred.device) for name, value in y_true.items()}
         n_outputs = y_pred.shape[1] - self.n_hint_columns
-        loss = self.criterion_(
-            y_pred[:, :n_outputs], y_true["teacher"], y_true["labels"]
+        weights = y_true.get("weights")
+        arguments = (y_pred[:, :n_outputs], y_true["teacher"], y_true["labels"])
+        # Unweighted, the criterion is called as any (student, teacher, labels) loss.
+        loss = (
+            self.criterion_(*arguments)
+            if weights is None
+            else self.criterion_(*arguments, sample_weight=weights)
         )
         if not self.n_hint_columns:
             return loss
-        hint = ((y_pred[:, n_outputs:] - y_true["hints"]) ** 2).mean()
-        return loss + self.hint_weight * hint
+        hint = ((y_pred[:, n_outputs:] - y_true["hints"]) ** 2).mean(dim=1)
+        return loss + self.hint_weight * weighted_mean(hint, weights)
 
 
 class ConsistentDistillationNet(DistillationNet):
@@ -154,24 +175,40 @@ class ConsistentDistillationNet(DistillationNet):
         """Perturb the batch, ask the teacher, then take the student's step."""
         self._set_training(True)
         Xi, yi = batch
-        Xi, labels = self.perturb(Xi.to(self.device), yi["labels"].to(self.device))
+        weights = yi.get("weights")
+        if weights is not None:
+            weights = weights.to(self.device)
+        Xi, labels, weights = self.perturb(
+            Xi.to(self.device), yi["labels"].to(self.device), weights
+        )
         with torch.no_grad():
             teacher_out = self.teacher_module(Xi)
         y_pred = self.infer(Xi, **fit_params)
-        loss = self.criterion_(y_pred, teacher_out, labels)
+        arguments = (y_pred, teacher_out, labels)
+        loss = (
+            self.criterion_(*arguments)
+            if weights is None
+            else self.criterion_(*arguments, sample_weight=weights)
+        )
         loss.backward()
         return {"loss": loss, "y_pred": y_pred}
 
-    def perturb(self, X, labels):
-        """Return perturbed rows and their labels (unlabelled where mixed)."""
+    def perturb(self, X, labels, sample_weight=None):
+        """Return perturbed rows, their labels (unlabelled where mixed), weights.
+
+        A mixed row weighs what its two rows weigh, in the mix's proportions.
+        """
         generator = self.perturbation_generator_
         if self.perturbation == "noise":
             noise = torch.randn(X.shape, generator=generator) * self.noise_scale
-            return X + noise.to(X.device), labels
+            return X + noise.to(X.device), labels, sample_weight
         weight = torch.rand((len(X), 1), generator=generator).to(X.device)
         partner = torch.randperm(len(X), generator=generator).to(X.device)
         mixed = weight * X + (1 - weight) * X[partner]
-        return mixed, torch.full_like(labels, self.unlabelled_marker)
+        if sample_weight is not None:
+            share = weight[:, 0]
+            sample_weight = share * sample_weight + (1 - share) * sample_weight[partner]
+        return mixed, torch.full_like(labels, self.unlabelled_marker), sample_weight
 
 
 class L2SPNet(SupervisedNet):

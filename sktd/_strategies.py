@@ -123,8 +123,14 @@ class TransferStrategy:
         self.trainer = trainer
         self.spec = spec
 
-    def fine_tune(self, module, X, y, seed, progress=True):
-        """Train a copy of ``module`` on ``X``, ``y``; return the fitted net."""
+    def fine_tune(
+        self, module, X, y, seed, progress=True, max_epochs=None, sample_weight=None
+    ):
+        """Train a copy of ``module`` on ``X``, ``y``; return the fitted net.
+
+        ``max_epochs`` caps the stage's epoch budget; ``sample_weight`` weighs
+        the rows' losses.
+        """
         module = copy.deepcopy(module)
         net_class, extra, callbacks = strategy_settings(
             self.strategy,
@@ -133,6 +139,8 @@ class TransferStrategy:
             self.l2sp_strength,
             self.trainer.settings.n_iter_no_change,
         )
+        if max_epochs is not None:
+            extra["max_epochs"] = min(self.trainer.max_epochs(self.spec), max_epochs)
         return self._train(
             module,
             X,
@@ -141,10 +149,22 @@ class TransferStrategy:
             net_class,
             callbacks=callbacks,
             progress=progress,
+            sample_weight=sample_weight,
             **extra,
         )
 
-    def rehearse(self, module, X_pool, y_pool, source_rows, X, y, seed):
+    def rehearse(
+        self,
+        module,
+        X_pool,
+        y_pool,
+        source_rows,
+        X,
+        y,
+        seed,
+        sample_weight=None,
+        pool_weight=None,
+    ):
         """Fine-tune a copy of ``module`` on target rows rehearsed among source rows.
 
         Fine-tuning on a few target rows alone forgets what the source taught
@@ -153,7 +173,8 @@ class TransferStrategy:
         would, at the cost of a few epochs. The target rows ``X``, ``y`` are
         repeated so that they weigh about as much as the source sample, which
         is drawn from ``X_pool[source_rows]`` by index: the source is never
-        copied whole.
+        copied whole. ``sample_weight`` (of ``X``) and ``pool_weight`` (of
+        ``X_pool``) weigh the rows' losses; both or neither.
         """
         rng = np.random.default_rng(seed)
         n_source = min(len(source_rows), REHEARSAL_SOURCE_ROWS)
@@ -162,6 +183,10 @@ class TransferStrategy:
         repeats = int(np.clip(n_source // len(X), 1, REHEARSAL_MAX_REPEATS))
         X = np.concatenate([X_pool[replayed], *[X] * repeats])
         y = np.concatenate([y_pool[replayed], *[y] * repeats])
+        if sample_weight is not None:
+            sample_weight = np.concatenate(
+                [pool_weight[replayed], *[sample_weight] * repeats]
+            )
         max_epochs = min(self.trainer.max_epochs(self.spec), REHEARSAL_EPOCHS)
         return self._train(
             copy.deepcopy(module),
@@ -170,10 +195,13 @@ class TransferStrategy:
             seed,
             SupervisedNet,
             progress=False,
+            sample_weight=sample_weight,
             max_epochs=max_epochs,
         )
 
-    def _train(self, module, X, y, seed, net_class, progress, **options):
+    def _train(
+        self, module, X, y, seed, net_class, progress, sample_weight=None, **options
+    ):
         """Train ``module`` (a copy the caller made) as a transfer-stage net."""
         module.train()
         net = self.trainer.net(
@@ -185,7 +213,7 @@ class TransferStrategy:
             progress=progress,
             **options,
         )
-        return self.trainer.fit(net, X, y, stratify=True)
+        return self.trainer.fit(net, X, y, stratify=True, sample_weight=sample_weight)
 
 
 class Pretrained:

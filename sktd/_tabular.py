@@ -124,7 +124,18 @@ def augment(X, is_source):
 
 
 @_within_the_fits_threads
-def fit_tabular(name, X, y, X_source, y_source, classification, n_outputs, seed):
+def fit_tabular(
+    name,
+    X,
+    y,
+    X_source,
+    y_source,
+    classification,
+    n_outputs,
+    seed,
+    sample_weight=None,
+    source_weight=None,
+):
     """Fit the tabular candidate ``name``; return it as a :class:`ScikitLearnTeacher`.
 
     Parameters
@@ -141,25 +152,38 @@ def fit_tabular(name, X, y, X_source, y_source, classification, n_outputs, seed)
         Number of classes or targets.
     seed : int
         Seeds the gradient boosting.
+    sample_weight, source_weight : ndarray or None
+        The rows' weights in ``X`` and ``X_source``; both or neither.
     """
     if name == "hgb_target":
-        return _teacher(_hgb(classification, seed), X, y, classification, n_outputs)
+        model = _fitted(_hgb(classification, seed), X, y, classification, sample_weight)
+        return ScikitLearnTeacher(model, n_outputs, classification)
     X_pooled = np.concatenate([X_source, X])
     y_pooled = np.concatenate([y_source, y])
     is_source = np.arange(len(X_pooled)) < len(X_source)
-    if name == "hgb_pooled":
-        model = _hgb(classification, seed)
-        return _teacher(model, X_pooled, y_pooled, classification, n_outputs)
-    if name == "linear_pooled":
-        model = _linear(classification)
-        return _teacher(model, X_pooled, y_pooled, classification, n_outputs)
+    pooled_weight = None
+    if sample_weight is not None:
+        pooled_weight = np.concatenate([source_weight, sample_weight])
+    if name in ("hgb_pooled", "linear_pooled"):
+        model = (
+            _hgb(classification, seed)
+            if name == "hgb_pooled"
+            else _linear(classification)
+        )
+        model = _fitted(model, X_pooled, y_pooled, classification, pooled_weight)
+        return ScikitLearnTeacher(model, n_outputs, classification)
     if name == "linear_augmented":
         rows = augment(X_pooled, is_source)
-        model = _fitted(_linear(classification), rows, y_pooled, classification)
+        model = _fitted(
+            _linear(classification), rows, y_pooled, classification, pooled_weight
+        )
         return ScikitLearnTeacher(model, n_outputs, classification, augment=True)
     if name == "linear_weighted":
-        weights = np.ones(len(X_pooled))
-        weights[is_source] = importance_weights(X_source, X)
+        weights = np.ones(len(X_pooled)) if pooled_weight is None else pooled_weight
+        weights = weights.copy()
+        weights[is_source] *= importance_weights(
+            X_source, X, source_weight, sample_weight
+        )
         model = _fitted(
             _linear(classification), X_pooled, y_pooled, classification, weights
         )
@@ -167,12 +191,18 @@ def fit_tabular(name, X, y, X_source, y_source, classification, n_outputs, seed)
     raise ValueError(f"Unknown tabular candidate {name!r}.")
 
 
-def importance_weights(X_source, X_target):
-    """``p(target | x) / p(source | x)`` of each source row, clipped, mean one."""
+def importance_weights(X_source, X_target, source_weight=None, target_weight=None):
+    """``p(target | x) / p(source | x)`` of each source row, clipped, mean one.
+
+    The domain classifier weighs the rows by their sample weights, if given.
+    """
     rows = np.concatenate([X_source, X_target])
     is_target = np.arange(len(rows)) >= len(X_source)
+    weights = None
+    if source_weight is not None:
+        weights = np.concatenate([source_weight, target_weight])
     domain = LogisticRegression(max_iter=1000, class_weight="balanced")
-    domain.fit(rows, is_target)
+    domain.fit(rows, is_target, sample_weight=weights)
     p_target = domain.predict_proba(X_source)[:, 1]
     ratio = np.clip(p_target / np.clip(1 - p_target, 1e-12, None), *_WEIGHT_CLIP)
     return ratio / ratio.mean()
@@ -190,14 +220,14 @@ def _linear(classification):
     return RidgeCV(alphas=_RIDGE_ALPHAS)
 
 
-def _teacher(model, X, y, classification, n_outputs):
-    return ScikitLearnTeacher(
-        _fitted(model, X, y, classification), n_outputs, classification
-    )
-
-
 def _fitted(model, X, y, classification, sample_weight=None):
-    """Fit ``model``; a single class seen gets a model that predicts it."""
+    """Fit ``model``; a single class seen gets a model that predicts it.
+
+    A class seen only on rows of weight zero is not seen.
+    """
+    if sample_weight is not None:
+        seen = sample_weight > 0
+        X, y, sample_weight = X[seen], y[seen], sample_weight[seen]
     if classification and len(np.unique(y)) < 2:
         return _OneClass(np.unique(y))
     if (

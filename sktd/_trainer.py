@@ -150,9 +150,10 @@ class StageTrainer:
             "optimizer": torch.optim.Adam,
             "lr": s.learning_rate,
             "optimizer__weight_decay": s.weight_decay,
-            # One vectorised update for all of a small net's tensors: the same
-            # arithmetic (bit for bit), a third less time per step on a CPU.
-            "optimizer__foreach": True,
+            # One fused kernel updates all of a small net's tensors: the same
+            # arithmetic up to rounding, and per step half the optimizer time
+            # of the vectorised (foreach) update on a CPU, a fifth of a step.
+            **_fast_adam(s.device),
             "max_epochs": s.max_epochs,
             "batch_size": s.batch_size,
         }
@@ -161,8 +162,9 @@ class StageTrainer:
             check_net_settings(spec)
             # Copies: a fit must not change the estimator's parameters.
             user_callbacks = copy.deepcopy(list(spec.callbacks or []))
-            # The user's optimizer may not take ``foreach``.
-            del options["optimizer__foreach"]
+            # The user's optimizer may not take ``fused`` / ``foreach``.
+            for name in ("optimizer__fused", "optimizer__foreach"):
+                options.pop(name, None)
             options.update(
                 optimizer=spec.optimizer,
                 lr=spec.lr,
@@ -215,15 +217,26 @@ class StageTrainer:
         net.module_.eval()
         return net
 
-    def fit(self, net, X, y, *, stratify, validate_on=None):
+    def fit(self, net, X, y, *, stratify, validate_on=None, sample_weight=None):
         """Fit ``net`` on rows ``X``, ``y``; return it, its module in eval mode.
 
         ``y`` is an array or a dict of arrays (named targets). With early
         stopping, ``validation_fraction`` of the rows (of the rows where
         ``validate_on`` is true, if given) are held out, stratified by class
-        when ``stratify`` and possible.
+        when ``stratify`` and possible. ``sample_weight`` weighs each row's
+        loss (training and validation); it travels with the rows as the named
+        target ``"weights"``.
         """
         s = self.settings
+        if sample_weight is not None:
+            if not isinstance(y, dict):
+                # One loss per row, for the weights to average.
+                net.set_params(criterion__reduction="none")
+                y = {"labels": y}
+            y = {**y, "weights": np.asarray(sample_weight, dtype=np.float32)}
+            stratify_labels = y["labels"]
+        else:
+            stratify_labels = y
         if net.batch_size == "auto":
             net.batch_size = min(200, len(X))
         if s.early_stopping:
@@ -238,7 +251,9 @@ class StageTrainer:
                     f"only {len(pool)}: pass more rows (X_target for target rows) "
                     "or set early_stopping=False."
                 )
-            stratify_by = y[pool] if stratify and self.classification else None
+            stratify_by = (
+                stratify_labels[pool] if stratify and self.classification else None
+            )
             _, valid = train_test_split(
                 pool,
                 test_size=s.validation_fraction,
@@ -272,6 +287,13 @@ class StageTrainer:
             raise KeyboardInterrupt
         net.module_.eval()
         return net
+
+
+def _fast_adam(device):
+    """Adam's fastest implementation on ``device``: fused where torch has one."""
+    if torch.device(device).type in ("cpu", "cuda"):
+        return {"optimizer__fused": True}
+    return {"optimizer__foreach": True}
 
 
 def check_hidden_layer_sizes(sizes):

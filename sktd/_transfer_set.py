@@ -63,9 +63,14 @@ def munge(X, n_rows, seed, p=_SWAP_PROBABILITY, s=_SCALE_DIVISOR):
 
 
 def munge_rows(X, is_source, seed):
-    """Synthetic rows around the target rows of ``X`` (none without two of them)."""
-    target = X[~is_source]
-    if len(target) < 2:
-        return X[:0]
-    n_rows = min(MUNGE_ROWS_PER_TARGET_ROW * len(target), MUNGE_MAX_ROWS)
-    return munge(target, n_rows, seed)
+    """Synthetic rows around the target rows of ``X`` (none without two of them).
+
+    Returns the rows and, for each, the index in ``X`` of the target row it
+    was drawn from.
+    """
+    target_rows = np.flatnonzero(~is_source)
+    if len(target_rows) < 2:
+        return X[:0], target_rows[:0]
+    n_rows = min(MUNGE_ROWS_PER_TARGET_ROW * len(target_rows), MUNGE_MAX_ROWS)
+    parents = target_rows[np.arange(n_rows) % len(target_rows)]
+    return munge(X[target_rows], n_rows, seed), parents

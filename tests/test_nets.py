@@ -43,7 +43,7 @@ def test_mixup_rows_lose_their_hard_labels():
         unlabelled_marker=float("nan"),
     ).initialize()
     X = torch.randn(6, 2)
-    mixed, labels = net.perturb(X, torch.ones(6, 1))
+    mixed, labels, _ = net.perturb(X, torch.ones(6, 1))
     assert torch.isnan(labels).all()
     assert mixed.shape == X.shape and not torch.equal(mixed, X)
 
@@ -56,7 +56,7 @@ def test_noise_perturbation_keeps_labels_and_is_seeded():
             noise_scale=0.5,
             perturbation_seed=seed,
         ).initialize()
-        return net.perturb(torch.zeros(4, 2), torch.arange(4.0)[:, None])
+        return net.perturb(torch.zeros(4, 2), torch.arange(4.0)[:, None])[:2]
 
     (X_a, labels), (X_b, _) = perturbed(1), perturbed(1)
     torch.testing.assert_close(X_a, X_b)

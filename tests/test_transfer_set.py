@@ -26,10 +26,14 @@ def test_munge_rows_come_from_the_target_rows_only():
     rng = np.random.RandomState(0)
     X = np.vstack([rng.normal(-10, 1, (100, 2)), rng.normal(10, 1, (20, 2))])
     is_source = np.arange(120) < 100
-    rows = munge_rows(X, is_source, seed=0)
-    assert len(rows) == MUNGE_ROWS_PER_TARGET_ROW * 20
+    rows, parents = munge_rows(X, is_source, seed=0)
+    assert len(rows) == len(parents) == MUNGE_ROWS_PER_TARGET_ROW * 20
     assert (rows > 0).all()
-    assert len(munge_rows(X, np.arange(120) < 119, seed=0)) == 0
+    # Each row names the target row it was drawn from.
+    assert (parents >= 100).all() and set(parents) == set(range(100, 120))
+    unchanged = np.isclose(rows, X[parents]).all(axis=1)
+    assert unchanged.any()
+    assert len(munge_rows(X, np.arange(120) < 119, seed=0)[0]) == 0
 
 
 @pytest.mark.parametrize("cls", [TransferDistillClassifier, TransferDistillRegressor])
