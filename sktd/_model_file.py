@@ -29,8 +29,16 @@ FORMAT = "sktd-safetensors"
 
 # Version 2 adds the training history, the HMAC and exact class dtypes;
 # version 3 the scikit-learn candidates of ``teacher_pool="tabular"`` among
-# the blend weights. Files of earlier versions still load.
-FORMAT_VERSION = 3
+# the blend weights; version 4 Pipelines (sktd steps, and skops' bytes of the
+# others). Files of earlier versions still load.
+FORMAT_VERSION = 4
+
+
+# A Pipeline's steps, as stored.
+_STEP_KINDS = ("sktd", "skops", "passthrough")
+
+
+_MAX_STEPS = 100
 
 
 ESTIMATORS = {
@@ -94,7 +102,8 @@ _NETWORK_DTYPES = (torch.float32,)
 _SCALER_DTYPES = (torch.float64, torch.float32)
 
 
-_STORED_DTYPES = {"F32", "F64"}
+# uint8: the bytes of a Pipeline's skops steps.
+_STORED_DTYPES = {"F32", "F64", "U8"}
 
 
 _CLASS_DTYPES = {
@@ -162,6 +171,95 @@ def _positive_int(value, field, low=1):
     return value
 
 
+def _check_file(meta, tensors):
+    """Validate a parsed header and the file's tensors; return what to build.
+
+    An estimator's file gives the fields of :func:`_check_header`; a
+    Pipeline's (a header with a ``pipeline`` field) gives ``{"steps": [(name,
+    kind, fields)], "verbose": bool}``, each sktd step checked as an
+    estimator's file is, against its own tensors (``steps.{i}.``).
+    """
+    if not (isinstance(meta, dict) and "pipeline" in meta):
+        fields = _check_header(meta)
+        _check_tensors(fields, tensors)
+        return fields
+    unknown = sorted(set(meta) - {"format", "format_version", "pipeline"})
+    if unknown:
+        raise _invalid(_show(unknown[0]), "is not a field of a Pipeline's file.")
+    _check_format(meta)
+    pipeline = meta["pipeline"]
+    if not isinstance(pipeline, dict) or set(pipeline) != {"steps", "verbose"}:
+        raise _invalid("pipeline", "must be an object with steps and verbose.")
+    if not _is_bool(pipeline["verbose"]):
+        raise _invalid("pipeline.verbose", "must be true or false.")
+    steps = pipeline["steps"]
+    if not isinstance(steps, list) or not 1 <= len(steps) <= _MAX_STEPS:
+        raise _invalid("pipeline.steps", f"must be a list of 1 to {_MAX_STEPS} steps.")
+    checked, seen_names, claimed = [], set(), set()
+    for index, step in enumerate(steps):
+        field = f"pipeline.steps[{index}]"
+        kind = step.get("kind") if isinstance(step, dict) else None
+        if kind not in _STEP_KINDS:
+            raise _invalid(
+                field, f"must be an object whose kind is one of {_STEP_KINDS}."
+            )
+        keys = {"name", "kind", "header"} if kind == "sktd" else {"name", "kind"}
+        if set(step) != keys:
+            raise _invalid(field, f"must hold exactly {sorted(keys)}.")
+        name = step["name"]
+        if not _is_str(name) or not name or "__" in name or name in seen_names:
+            raise _invalid(
+                f"{field}.name",
+                f"must be a new non-empty name without '__'; got {_show(name)}.",
+            )
+        seen_names.add(name)
+        prefix = f"steps.{index}."
+        own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        claimed.update(prefix + k for k in own)
+        fields = None
+        if kind == "sktd":
+            try:
+                fields = _check_file(step["header"], own)
+            except ValueError as error:
+                raise ValueError(f"Pipeline step {name!r}: {error}") from None
+            if "steps" in fields:
+                raise _invalid(
+                    f"{field}.header", "must be an estimator's, not a Pipeline's."
+                )
+        elif kind == "skops":
+            data = own.get("skops")
+            if set(own) != {"skops"} or data.dtype != torch.uint8 or data.ndim != 1:
+                raise _invalid(
+                    field, f"implies one 1-D uint8 tensor {prefix}skops and no other."
+                )
+        elif own:
+            raise _invalid(
+                field, "is a passthrough step; the file stores tensors for it."
+            )
+        checked.append((name, kind, fields))
+    extra = sorted(set(tensors) - claimed)
+    if extra:
+        raise _invalid(
+            "pipeline.steps",
+            f"does not match the stored tensors: {extra[0]!r} belongs to no step.",
+        )
+    return {"steps": checked, "verbose": pipeline["verbose"]}
+
+
+def _check_format(meta):
+    """Check the ``format`` and ``format_version`` fields."""
+    if meta.get("format") != FORMAT:
+        raise _invalid("format", f"is {_show(meta.get('format'))}, not {FORMAT!r}.")
+    version = _positive_int(meta.get("format_version"), "format_version")
+    if version > FORMAT_VERSION:
+        raise _invalid(
+            "format_version",
+            f"is {version}: the file was written by a newer sktd; this one reads "
+            f"{FORMAT!r} up to version {FORMAT_VERSION}.",
+        )
+    return version
+
+
 def _check_header(meta):
     """Validate every field of a parsed header; return the fields to build from."""
     if not isinstance(meta, dict):
@@ -173,15 +271,7 @@ def _check_header(meta):
     if missing:
         raise _invalid(missing[0], "is missing.")
     meta = {**_OPTIONAL_FIELDS, **meta}
-    if meta["format"] != FORMAT:
-        raise _invalid("format", f"is {_show(meta['format'])}, not {FORMAT!r}.")
-    version = _positive_int(meta["format_version"], "format_version")
-    if version > FORMAT_VERSION:
-        raise _invalid(
-            "format_version",
-            f"is {version}: the file was written by a newer sktd; this one reads "
-            f"{FORMAT!r} up to version {FORMAT_VERSION}.",
-        )
+    _check_format(meta)
     name = meta["estimator"]
     if not isinstance(name, str) or name not in ESTIMATORS:
         raise _invalid(

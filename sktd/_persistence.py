@@ -30,6 +30,7 @@ import json
 
 import numpy as np
 import torch
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
@@ -46,8 +47,7 @@ from ._model_file import (
     FORMAT,
     FORMAT_VERSION,
     _check_device,
-    _check_header,
-    _check_tensors,
+    _check_file,
     _is_available,
     _parse_header,
     _show,
@@ -77,10 +77,13 @@ def save(estimator, path, *, key=None):
 
     Parameters
     ----------
-    estimator : TransferDistillClassifier or TransferDistillRegressor
+    estimator : TransferDistillClassifier, TransferDistillRegressor or Pipeline
         A fitted estimator whose teacher and student are sktd's default MLPs
         (``teacher=None``, ``student=None``). Custom torch modules cannot be
-        rebuilt without running their code: pickle those instead.
+        rebuilt without running their code: pickle those instead. A fitted
+        ``Pipeline`` stores its sktd steps so, and its other steps with skops
+        (the ``persistence`` extra), which must hold only types skops trusts
+        by default.
     path : str or path-like
         File to write, conventionally ending in ``.safetensors``.
     key : bytes or str, default=None
@@ -91,9 +94,11 @@ def save(estimator, path, *, key=None):
     Raises
     ------
     TypeError
-        If the estimator is not an sktd estimator, holds a custom network, or
-        has a parameter (named in the message) that JSON cannot hold, such as
-        a ``RandomState`` instance; or if ``key`` is not bytes or str.
+        If the estimator is not an sktd estimator (or a Pipeline holding
+        one), holds a custom network, or has a parameter (named in the
+        message) that JSON cannot hold, such as a ``RandomState`` instance; if
+        a Pipeline step holds types skops does not trust by default, or the
+        Pipeline has a ``memory``; or if ``key`` is not bytes or str.
     ValueError
         If ``key`` is empty, or a parameter (named in the message) has a value
         :func:`load` would refuse.
@@ -119,11 +124,30 @@ def save(estimator, path, *, key=None):
     from safetensors.torch import save_file
 
     key = _check_key(key)
+    if isinstance(estimator, Pipeline):
+        metadata, tensors = _pipeline_payload(estimator)
+    else:
+        metadata, tensors = _estimator_payload(estimator)
+    header = json.dumps(metadata, sort_keys=True)
+    # Never write a file that load would refuse.
+    try:
+        _check_file(_parse_header(header), tensors)
+    except ValueError as error:
+        raise ValueError(f"save cannot write this estimator: {error}") from None
+    checks = {_DIGEST: _digest(header, tensors)}
+    if key is not None:
+        checks[_HMAC] = _digest(header, tensors, key)
+    save_file(tensors, str(path), metadata={_HEADER: header, **checks})
+
+
+def _estimator_payload(estimator):
+    """Return the header fields and tensors of a fitted sktd estimator."""
     if type(estimator).__name__ not in ESTIMATORS:
         raise TypeError(
             "save expects a TransferDistillClassifier or TransferDistillRegressor, "
-            f"got {type(estimator).__name__}."
+            f"or a Pipeline holding one; got {type(estimator).__name__}."
         )
+
     check_is_fitted(estimator)
     for name in ("teacher", "student"):
         if getattr(estimator, name) is not None:
@@ -177,16 +201,73 @@ def save(estimator, path, *, key=None):
         ),
         "history": _history_to_json(getattr(estimator, "history_", None)),
     }
-    header = json.dumps(metadata, sort_keys=True)
-    # Never write a file that load would refuse.
+    return metadata, tensors
+
+
+def _pipeline_payload(pipeline):
+    """Return the header fields and tensors of a fitted Pipeline holding sktd.
+
+    sktd steps are stored as sktd stores an estimator, their tensors under
+    ``steps.{i}.``; every other step as skops writes it (skops' format runs no
+    code when read, and loads only types it trusts by default), its bytes in
+    one uint8 tensor ``steps.{i}.skops``.
+    """
+    check_is_fitted(pipeline)
+    for name in ("memory", "transform_input"):
+        if getattr(pipeline, name, None) is not None:
+            raise TypeError(
+                f"save stores a Pipeline's steps and verbose, not its {name}: set "
+                f"{name}=None before saving."
+            )
+    steps, tensors = [], {}
+    for index, (name, step) in enumerate(pipeline.steps):
+        prefix = f"steps.{index}."
+        if step is None or (isinstance(step, str) and step == "passthrough"):
+            steps.append({"name": name, "kind": "passthrough"})
+        elif type(step).__name__ in ESTIMATORS:
+            metadata, step_tensors = _estimator_payload(step)
+            steps.append({"name": name, "kind": "sktd", "header": metadata})
+            tensors.update({prefix + k: v for k, v in step_tensors.items()})
+        else:
+            steps.append({"name": name, "kind": "skops"})
+            tensors[prefix + "skops"] = _skops_bytes(name, step)
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "pipeline": {"steps": steps, "verbose": bool(pipeline.verbose)},
+    }
+    return metadata, tensors
+
+
+def _skops_bytes(name, step):
+    """Serialise a scikit-learn step with skops; refuse what load would refuse."""
+    skops_io = _skops()
     try:
-        _check_header(_parse_header(header))
-    except ValueError as error:
-        raise ValueError(f"save cannot write this estimator: {error}") from None
-    checks = {_DIGEST: _digest(header, tensors)}
-    if key is not None:
-        checks[_HMAC] = _digest(header, tensors, key)
-    save_file(tensors, str(path), metadata={_HEADER: header, **checks})
+        data = skops_io.dumps(step)
+    except Exception as error:
+        raise TypeError(
+            f"save cannot store Pipeline step {name!r} "
+            f"({type(step).__name__}) with skops: {error}"
+        ) from error
+    untrusted = skops_io.get_untrusted_types(data=data)
+    if untrusted:
+        raise TypeError(
+            f"Pipeline step {name!r} ({type(step).__name__}) holds types skops "
+            f"does not trust by default ({_show(untrusted)}), so load would "
+            "refuse them: keep such a pipeline with pickle, or replace the step."
+        )
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def _skops():
+    try:
+        import skops.io
+    except ImportError as error:
+        raise ImportError(
+            "Saving or loading a Pipeline stores its scikit-learn steps with "
+            "skops: pip install 'sktd[persistence]' (or skops)."
+        ) from error
+    return skops.io
 
 
 def load(path, *, key=None, device=None):
@@ -217,8 +298,9 @@ def load(path, *, key=None, device=None):
 
     Returns
     -------
-    estimator : TransferDistillClassifier or TransferDistillRegressor
-        The fitted estimator; its predictions equal the saved one's. Its
+    estimator : TransferDistillClassifier, TransferDistillRegressor or Pipeline
+        The fitted estimator (or Pipeline); its predictions equal the saved
+        one's. Its
         ``history_`` holds each stage's per-epoch records (without skorch's
         per-batch ones); files of format version 1 have none.
 
@@ -245,14 +327,56 @@ def load(path, *, key=None, device=None):
     header, checks, tensors = _read(path)
     _verify(path, header, checks, tensors, key)
     try:
-        fields = _check_header(_parse_header(header))
-        _check_tensors(fields, tensors)
+        fields = _check_file(_parse_header(header), tensors)
     except ValueError as error:
         raise ValueError(f"{path} is not a valid sktd file: {error}") from None
-    if device is None:
-        saved = fields["params"]["device"]
-        device = saved if _is_available(torch.device(saved)) else "cpu"
-    return _build(fields, tensors, device)
+    if "steps" in fields:
+        return _build_pipeline(fields, tensors, device)
+    return _build(fields, tensors, _device_for(fields, device))
+
+
+def _device_for(fields, device):
+    """``device``, or the saved one if this machine has it, else the CPU."""
+    if device is not None:
+        return device
+    saved = fields["params"]["device"]
+    return saved if _is_available(torch.device(saved)) else "cpu"
+
+
+def _build_pipeline(fields, tensors, device):
+    """Rebuild a Pipeline from validated fields: sktd steps, then skops steps."""
+    steps = []
+    for index, (name, kind, step_fields) in enumerate(fields["steps"]):
+        prefix = f"steps.{index}."
+        if kind == "passthrough":
+            steps.append((name, "passthrough"))
+        elif kind == "sktd":
+            step_tensors = {
+                k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)
+            }
+            steps.append(
+                (
+                    name,
+                    _build(step_fields, step_tensors, _device_for(step_fields, device)),
+                )
+            )
+        else:
+            steps.append((name, _skops_step(name, tensors[prefix + "skops"])))
+    return Pipeline(steps, verbose=fields["verbose"])
+
+
+def _skops_step(name, tensor):
+    """Load a step skops wrote, trusting only skops' default types."""
+    skops_io = _skops()
+    data = tensor.numpy().tobytes()
+    untrusted = skops_io.get_untrusted_types(data=data)
+    if untrusted:
+        raise ValueError(
+            f"Pipeline step {name!r} holds types skops does not trust by default "
+            f"({_show(untrusted)}); sktd.save never writes those, so the file "
+            "was not written by sktd.save. It is not loaded."
+        )
+    return skops_io.loads(data)
 
 
 def _read(path):

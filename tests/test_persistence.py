@@ -1116,3 +1116,152 @@ def test_models_saved_on_a_gpu_load_and_predict_here():
         expected["regression"],
         **tolerance,
     )
+
+
+# -- Pipelines: sktd steps in sktd's format, scikit-learn steps through skops
+
+FAST = dict(
+    teacher_hidden_layer_sizes=(16,),
+    student_hidden_layer_sizes=(8,),
+    max_iter=5,
+    negative_transfer_guard=False,
+)
+
+
+@pytest.fixture(scope="module")
+def fitted_pipeline(classification_domains):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    X, y, X_target, y_target = classification_domains
+    X_all, y_all, domain = sktd.stack_domains(X, y, X_target, y_target)
+    columns = [f"f{i}" for i in range(X.shape[1])]
+    frame = pd.DataFrame(X_all, columns=columns)
+    frame["group"] = np.where(X_all[:, 0] > 0, "high", "low")
+    prepare = ColumnTransformer(
+        [
+            ("numbers", StandardScaler(), columns),
+            ("group", OneHotEncoder(sparse_output=False), ["group"]),
+        ]
+    )
+    model = TransferDistillClassifier(random_state=0, **FAST)
+    pipeline = make_pipeline(prepare, "passthrough", model)
+    pipeline.fit(frame, y_all, transferdistillclassifier__sample_domain=domain)
+    return pipeline, frame
+
+
+def test_a_pipeline_round_trips_bit_for_bit_without_pickle(
+    fitted_pipeline, tmp_path, monkeypatch
+):
+    pytest.importorskip("skops")
+    pipeline, frame = fitted_pipeline
+    path = tmp_path / "pipeline.safetensors"
+    save(pipeline, path, key=b"secret")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle must not be used")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    restored = load(path, key=b"secret")
+    monkeypatch.undo()
+
+    assert [name for name, _ in restored.steps] == [n for n, _ in pipeline.steps]
+    np.testing.assert_array_equal(
+        restored.predict_proba(frame), pipeline.predict_proba(frame)
+    )
+    np.testing.assert_array_equal(restored.predict(frame), pipeline.predict(frame))
+    # A signed pipeline file refuses an edit as an estimator's does.
+    with pytest.raises(ValueError, match="wrong key"):
+        load(path, key=b"other")
+
+
+def test_a_pipeline_file_is_checked_step_by_step(fitted_pipeline, tmp_path):
+    pytest.importorskip("skops")
+    from safetensors.torch import load_file, save_file
+
+    pipeline, _ = fitted_pipeline
+    path = tmp_path / "pipeline.safetensors"
+    save(pipeline, path)
+
+    def rewritten(edit_header=None, edit_tensors=None):
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            header = json.loads(handle.metadata()["sktd"])
+        tensors = load_file(str(path))
+        if edit_header:
+            edit_header(header)
+        if edit_tensors:
+            edit_tensors(tensors)
+        text = json.dumps(header, sort_keys=True)
+        edited = tmp_path / "edited.safetensors"
+        digest = hashlib.sha256(text.encode())
+        for name in sorted(tensors):
+            value = tensors[name].contiguous()
+            digest.update(name.encode())
+            digest.update(str(value.dtype).encode() + str(tuple(value.shape)).encode())
+            digest.update(value.numpy().tobytes())
+        save_file(
+            tensors, str(edited), metadata={"sktd": text, "sha256": digest.hexdigest()}
+        )
+        return edited
+
+    def drop_student_tensor(tensors):
+        del tensors[next(k for k in tensors if k.startswith("steps.2.student."))]
+
+    def bad_step_param(header):
+        header["pipeline"]["steps"][2]["header"]["params"]["alpha"] = 7
+
+    for edit, message in [
+        ({"edit_tensors": drop_student_tensor}, "Pipeline step 'transferdistill"),
+        ({"edit_header": bad_step_param}, "Pipeline step 'transferdistill"),
+        (
+            {"edit_header": lambda h: h["pipeline"]["steps"][1].update(kind="pickle")},
+            r"pipeline.steps\[1\]",
+        ),
+        (
+            {"edit_tensors": lambda t: t.update(stray=torch.zeros(1))},
+            "belongs to no step",
+        ),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            load(rewritten(**edit))
+    # The untouched rewrite loads: the refusals come from the edits.
+    assert isinstance(load(rewritten()), type(pipeline))
+    # The digest covers the skops steps' bytes too.
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(path))
+    tensors["steps.0.skops"][-1] ^= 1
+    save_file(tensors, str(tmp_path / "flipped.safetensors"), metadata=metadata)
+    with pytest.raises(ValueError, match="integrity check"):
+        load(tmp_path / "flipped.safetensors")
+
+
+def test_a_pipeline_step_skops_would_not_trust_is_refused_by_save(
+    classification_domains, tmp_path
+):
+    pytest.importorskip("skops")
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y, _, _ = classification_domains
+    pipeline = make_pipeline(
+        FunctionTransformer(_double), TransferDistillClassifier(random_state=0, **FAST)
+    ).fit(X, y)
+    with pytest.raises(TypeError, match="skops does not trust"):
+        save(pipeline, tmp_path / "p.safetensors")
+    cached = make_pipeline(
+        TransferDistillClassifier(random_state=0, **FAST), memory=str(tmp_path)
+    ).fit(X, y)
+    with pytest.raises(TypeError, match="memory=None"):
+        save(cached, tmp_path / "p.safetensors")
+
+
+def _double(X):
+    return 2 * X
