@@ -17,12 +17,13 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, _fit_context, is_classifier
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 from skorch import NeuralNet
 
-from ._arrays import fit_scaler, forward_rows
+from ._arrays import append_rows, fit_scaler, forward_rows, take_rows
 from ._distillation import check_hint, distil
 from ._domains import (
+    SPARSE_FORMATS,
     Domains,
     check_domains,
     check_fit_sample_weight,
@@ -158,6 +159,12 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         self.device = device
         self.torch_threads = torch_threads
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Sparse rows are standardised a batch at a time (SparseRows).
+        tags.input_tags.sparse = True
+        return tags
+
     # ------------------------------------------------------------------ fit
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -175,9 +182,10 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Source rows (split form) or source and target rows (stacked form,
-            with ``sample_domain``).
+            with ``sample_domain``). A sparse matrix (CSR, CSC or COO) stays
+            sparse: rows are standardised a batch at a time.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Labels of ``X``. In the stacked form, target rows may be
             unlabelled: ``-1`` for classifiers, ``NaN`` for regressors.
@@ -185,7 +193,8 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             unlabelled rows of the one domain, as in scikit-learn's
             semi-supervised estimators: the teacher learns from the labelled
             rows, the student from the teacher on every row.
-        X_target : array-like of shape (n_target, n_features), default=None
+        X_target : {array-like, sparse matrix} of shape (n_target, n_features), \
+                default=None
             Target rows (split form).
         y_target : array-like of shape (n_target,), default=None
             Labels of ``X_target``, ``-1`` / ``NaN`` where unknown. ``None``
@@ -349,7 +358,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             synthetic, parents = munge_rows(
                 domains.X, domains.is_source, seeds("munge")
             )
-            X = np.concatenate([X, synthetic])
+            X = append_rows(X, synthetic)
             if weights is not None:
                 # A synthetic row stands for the target row it was drawn from.
                 weights = np.concatenate([weights, weights[parents]])
@@ -428,7 +437,9 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         X, y, is_source, target_label_name = check_domains(
             probe, X, y, X_target, y_target, sample_domain, self._unlabelled_marker()
         )
-        weights = check_fit_sample_weight(sample_weight, len(X), X_target is not None)
+        weights = check_fit_sample_weight(
+            sample_weight, X.shape[0], X_target is not None
+        )
         y, is_labelled, fitted = self._encode_labels(
             y, is_source, target_label_name, weights
         )
@@ -493,11 +504,13 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         if not is_clean_float_array(X, state["n_features_in_"]) or (
             "feature_names_in_" in state
         ):
-            X = validate_data(self, X, reset=False, dtype=np.float64)
+            X = validate_data(
+                self, X, reset=False, dtype=np.float64, accept_sparse=SPARSE_FORMATS
+            )
         if sample_domain is not None:
             # Predictions are for the target task whatever the domain; the
             # domains are only checked so that a misaligned array is caught.
-            check_sample_domain(sample_domain, len(X))
+            check_sample_domain(sample_domain, _num_samples(X))
         X = standardised_rows(X, state["input_scaler_"], "X")
         with torch_threads(resolve_threads(self._threads_setting())):
             return forward_rows(state[network].module_, X, self.device), state
@@ -515,7 +528,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Rows to predict.
 
         Returns
@@ -531,7 +544,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Test rows.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Their labels.
@@ -555,7 +568,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Evaluation rows (typically held-out target rows).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Their labels.
@@ -636,5 +649,8 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
 
 
 def _rows(array, mask):
-    """``array[mask]``, without a copy when every row is selected."""
-    return array if mask.all() else array[mask]
+    """``array[mask]``, without a copy when every row is selected.
+
+    Rows of a sparse ``X`` (:class:`~sktd._arrays.SparseRows`) stay sparse.
+    """
+    return array if mask.all() else take_rows(array, mask)

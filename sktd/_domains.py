@@ -23,13 +23,15 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._arrays import standardise
+from ._arrays import SparseRows, standardise
 
 #: Domain codes written by :func:`stack_domains` (as skada's generators do).
 SOURCE_DOMAIN = 1
 TARGET_DOMAIN = -2
 #: Label of an unlabelled row for classifiers.
 UNLABELLED = -1
+#: Sparse matrices ``fit`` and ``predict`` accept (as scikit-learn's MLP does).
+SPARSE_FORMATS = ("csr", "csc", "coo")
 
 
 def stack_domains(X_source, y_source, X_target=None, y_target=None):
@@ -378,7 +380,12 @@ def check_domains(estimator, X, y, X_target, y_target, sample_domain, unlabelled
         )
     try:
         X = validate_data(
-            estimator, X, reset=True, dtype=np.float64, ensure_all_finite=True
+            estimator,
+            X,
+            reset=True,
+            dtype=np.float64,
+            ensure_all_finite=True,
+            accept_sparse=SPARSE_FORMATS,
         )
     except ValueError as error:
         if "could not convert" not in str(error):
@@ -399,7 +406,7 @@ def check_domains(estimator, X, y, X_target, y_target, sample_domain, unlabelled
                     "labelled rows to pretrain the teacher."
                 )
             return X, y, is_labelled, "y"
-        is_source = check_sample_domain(sample_domain, len(X)) > 0
+        is_source = check_sample_domain(sample_domain, X.shape[0]) > 0
         if not is_source.any():
             raise ValueError(
                 "sample_domain marks no row as source (> 0); sktd needs labelled "
@@ -409,7 +416,14 @@ def check_domains(estimator, X, y, X_target, y_target, sample_domain, unlabelled
 
     _refuse_split_form_in_cross_validation()
     X_target = _check_target_rows(estimator, X_target)
-    y, domain = stack_labels(y, y_target, len(X_target), ("y", "y_target"), unlabelled)
+    y, domain = stack_labels(
+        y, y_target, X_target.shape[0], ("y", "y_target"), unlabelled
+    )
+    if sp.issparse(X) or sp.issparse(X_target):
+        # One sparse matrix of both domains: the dense one is sparsified, not
+        # the sparse one densified.
+        stacked = sp.vstack([sp.csr_matrix(X), sp.csr_matrix(X_target)], format="csr")
+        return stacked, y, domain > 0, "y_target"
     return np.concatenate([X, X_target]), y, domain > 0, "y_target"
 
 
@@ -474,11 +488,6 @@ def check_finite_labels(labels, name, unlabelled_hint):
 
 def _check_target_rows(estimator, X_target):
     """Validate ``X_target`` against the features ``X`` set on ``estimator``."""
-    if sp.issparse(X_target):
-        raise TypeError(
-            "Sparse data was passed for X_target, but dense data is required. Use "
-            "'.toarray()' to convert to a dense numpy array."
-        )
     if _num_samples(X_target) == 0:
         raise ValueError(
             "X_target is empty; pass X_target=None when there is no target data."
@@ -501,6 +510,7 @@ def _check_target_rows(estimator, X_target):
             reset=False,
             dtype=np.float64,
             ensure_all_finite=True,
+            accept_sparse=SPARSE_FORMATS,
         )
     except ValueError as error:
         message = str(error).replace("Input X ", "Input X_target ")
@@ -543,7 +553,13 @@ def warn_if_spread_underflows(X, scaler, name):
     them as all but constant; a rescaled copy would be learnt from.
     """
     flat = scaler.var_ == 0
-    if flat.any() and (X[:, flat].max(axis=0) != X[:, flat].min(axis=0)).any():
+    if not flat.any():
+        return
+    columns = X[:, flat]
+    high, low = columns.max(axis=0), columns.min(axis=0)
+    if sp.issparse(high):
+        high, low = high.toarray(), low.toarray()
+    if (high != low).any():
         warnings.warn(
             f"{name} has features whose values differ but whose spread is below "
             "float64 precision (variance 0): they are treated as constant. "
@@ -554,9 +570,14 @@ def warn_if_spread_underflows(X, scaler, name):
 
 
 def standardised_rows(X, scaler, name):
-    """Standardise ``X`` to float32; refuse values the networks cannot hold."""
+    """Standardise ``X`` to float32; refuse values the networks cannot hold.
+
+    A sparse ``X`` gives :class:`~sktd._arrays.SparseRows`, standardised when
+    read.
+    """
     rows = standardise(X, scaler)
-    if not np.isfinite(rows).all():
+    finite = rows.all_finite() if isinstance(rows, SparseRows) else np.isfinite(rows)
+    if not np.all(finite):
         raise ValueError(
             f"{name} holds values that overflow float32 once standardised (above "
             "about 3.4e38 in magnitude): sktd's networks compute in float32. "

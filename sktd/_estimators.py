@@ -195,7 +195,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Rows to classify.
         sample_domain : array-like, default=None
             Accepted for Pipelines and cross-validation, and ignored:
@@ -215,7 +215,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Rows to classify.
         sample_domain : array-like, default=None
             Accepted and ignored, as in :meth:`predict`.
@@ -233,7 +233,7 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Rows to classify.
 
         Returns
@@ -479,7 +479,7 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Rows to predict.
         sample_domain : array-like, default=None
             Accepted for Pipelines and cross-validation, and ignored.

@@ -24,7 +24,7 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
 
-from ._arrays import TensorBatches, as_tensors, take
+from ._arrays import TensorBatches, as_tensors, take, take_rows
 from ._callbacks import FiniteLossGuard, NonFiniteLossError, StageProgress
 from ._networks import MLP
 
@@ -262,7 +262,7 @@ class StageTrainer:
             )
             is_valid = np.zeros(len(X), bool)
             is_valid[valid] = True
-            X, X_valid = X[~is_valid], X[is_valid]
+            X, X_valid = take_rows(X, ~is_valid), take_rows(X, is_valid)
             y, y_valid = take(y, ~is_valid), take(y, is_valid)
             net.set_params(
                 train_split=predefined_split(Dataset(*as_tensors(X_valid, y_valid)))

@@ -17,6 +17,8 @@ from sklearn.neighbors import NearestNeighbors
 # Synthetic rows per target row, and at most this many in all.
 MUNGE_ROWS_PER_TARGET_ROW = 10
 MUNGE_MAX_ROWS = 100_000
+# Rows are drawn in chunks of at most this many values.
+_CHUNK_VALUES = 1 << 20
 # Probability of redrawing an attribute, and the local scale's divisor.
 _SWAP_PROBABILITY = 0.5
 _SCALE_DIVISOR = 1.0
@@ -54,12 +56,22 @@ def munge(X, n_rows, seed, p=_SWAP_PROBABILITY, s=_SCALE_DIVISOR):
     # The second neighbour: the first is the row itself.
     _, index = NearestNeighbors(n_neighbors=2).fit(X).kneighbors(X)
     start = np.arange(n_rows) % len(X)
-    rows = X[start].astype(np.float64)
-    neighbours = X[index[start, 1]].astype(np.float64)
-    spread = np.abs(rows - neighbours) / s
-    redraw = rng.random(rows.shape) < p
-    drawn = rng.normal(neighbours, spread)
-    return np.where(redraw, drawn, rows).astype(X.dtype)
+    out = np.empty((n_rows, X.shape[1]), X.dtype)
+    # Chunks of rows bound the float64 temporaries; the draws come in the
+    # order one draw over all rows makes (every uniform, then every normal),
+    # so the rows do not depend on the chunking.
+    step = max(1, _CHUNK_VALUES // max(1, X.shape[1]))
+    chunks = [slice(i, i + step) for i in range(0, n_rows, step)]
+    redraw = np.concatenate(
+        [rng.random((len(start[c]), X.shape[1])) < p for c in chunks]
+    )
+    for chunk in chunks:
+        rows = X[start[chunk]].astype(np.float64)
+        neighbours = X[index[start[chunk], 1]].astype(np.float64)
+        spread = np.abs(rows - neighbours) / s
+        drawn = rng.normal(neighbours, spread)
+        out[chunk] = np.where(redraw[chunk], drawn, rows)
+    return out
 
 
 def munge_rows(X, is_source, seed):

@@ -26,7 +26,10 @@ FLOAT32_WEIGHTS = (
 
 
 def expected_failed_checks(estimator):
-    expected = {"check_sample_weight_equivalence_on_dense_data": FLOAT32_WEIGHTS}
+    expected = {
+        "check_sample_weight_equivalence_on_dense_data": FLOAT32_WEIGHTS,
+        "check_sample_weight_equivalence_on_sparse_data": FLOAT32_WEIGHTS,
+    }
     if isinstance(estimator, TransferDistillClassifier):
         expected["check_classifiers_classes"] = (
             "Its last case labels the classes -1 and 1. Like scikit-learn's "

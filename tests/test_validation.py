@@ -217,18 +217,6 @@ BAD_INPUTS = [
         "X_target is empty",
     ),
     (
-        "sparse X",
-        lambda: clf().fit(sp.csr_matrix(X), y),
-        TypeError,
-        "Sparse data was passed for X, but dense data is required",
-    ),
-    (
-        "sparse X_target",
-        lambda: clf().fit(X, y, X_target=sp.csr_matrix(Xt), y_target=yt),
-        TypeError,
-        "Sparse data was passed for X_target",
-    ),
-    (
         "string column in X",
         lambda: clf().fit(np.c_[X[:, :2], ["a"] * 40], y),
         ValueError,
