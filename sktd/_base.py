@@ -159,6 +159,23 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         self.device = device
         self.torch_threads = torch_threads
 
+    @property
+    def module_(self):
+        """Not a skorch net: say where the networks are, and what skada needs.
+
+        skada's ``DeepEmbeddedValidation`` and ``MaNoScorer`` read ``module_``
+        from any estimator that is not a Pipeline (skada's deep estimators
+        are skorch nets); an sktd estimator in a Pipeline is scored from its
+        predictions instead.
+        """
+        raise AttributeError(
+            f"{type(self).__name__} has no module_: it is not a skorch net, it "
+            "holds two (teacher_ and student_, whose module_ is the network). "
+            "skada's DeepEmbeddedValidation and MaNoScorer read module_ from "
+            "estimators outside a Pipeline: score a pipeline instead, e.g. "
+            "skada.make_da_pipeline(StandardScaler(), model)."
+        )
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         # Sparse rows are standardised a batch at a time (SparseRows).

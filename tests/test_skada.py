@@ -73,3 +73,25 @@ def test_skada_workflow_runs_unchanged(skada, fast_params):
             scoring=skada.metrics.PredictionEntropyScorer(),
         ).fit(X, y, sample_domain=sample_domain)
         assert np.isfinite(grid.cv_results_["mean_test_score"]).all()
+
+
+def test_skada_scorers_reading_module_say_to_use_a_pipeline(skada, fast_params):
+    """DeepEmbeddedValidation and MaNoScorer read ``module_`` outside a Pipeline."""
+    X, y, sample_domain = skada.datasets.make_shifted_datasets(
+        n_samples_source=30,
+        n_samples_target=20,
+        shift="covariate_shift",
+        noise=0.3,
+        random_state=0,
+    )
+    model = TransferDistillClassifier(random_state=0, **fast_params)
+    with sklearn.config_context(enable_metadata_routing=True):
+        scorers = (skada.metrics.DeepEmbeddedValidation(), skada.metrics.MaNoScorer())
+        fitted = model.fit(X, y, sample_domain=sample_domain)
+        for scorer in scorers:
+            with pytest.raises(AttributeError, match="make_da_pipeline"):
+                scorer(fitted, X, y, sample_domain=sample_domain)
+        pipe = skada.make_da_pipeline(StandardScaler(), model)
+        pipe.fit(X, y, sample_domain=sample_domain)
+        for scorer in scorers:
+            assert np.isfinite(scorer(pipe, X, y, sample_domain=sample_domain))

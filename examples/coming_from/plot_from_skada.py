@@ -6,7 +6,10 @@ sktd speaks skada's convention: ``sample_domain`` positive on source rows and
 negative on target rows, ``-1`` labels on unlabelled target rows, and
 ``sample_domain`` requested by ``fit``, ``predict`` and ``score`` by default.
 skada's pipelines, splitters and scorers take an sktd estimator where they take
-a skada one, with nothing else changed.
+a skada one, with nothing else changed. Two scorers, ``DeepEmbeddedValidation``
+and ``MaNoScorer``, read a skada deep estimator's ``module_`` when the
+estimator is not a Pipeline; give them sktd inside ``make_da_pipeline`` (a bare
+one says so in its error).
 """
 
 # %%
