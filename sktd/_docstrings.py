@@ -148,7 +148,7 @@ SHARED = {
     "transfer_set": """\
     transfer_set : {"given", "munge"}, default="munge"
         The rows the student learns the teacher on. ``"munge"``: every source
-        and target row and 10 synthetic rows per target row (at most
+        and target row and 4 synthetic rows per target row (at most
         100,000), drawn around the target rows by MUNGE (Bucila et al., 2006),
         so that the student sees the teacher where it will be used even with
         few target rows. ``"given"``: the given rows only (the default in sktd
