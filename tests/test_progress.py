@@ -81,3 +81,43 @@ def test_verbose_2_titles_every_table_without_colour_codes_off_a_terminal(capsys
     lines = out.splitlines()
     headers = [i for i, line in enumerate(lines) if line.split()[:1] == ["epoch"]]
     assert headers and all(lines[i - 1].startswith("[sktd] ") for i in headers)
+
+
+def test_a_fit_in_a_subprocess_shows_progress_as_it_runs():
+    """Piped (no terminal, block-buffered stdout), lines still arrive live.
+
+    A fit of several seconds in a child process; each line is timestamped as
+    the parent reads it. Lines must come while the fit runs, at most a couple
+    of seconds apart, not all at the end.
+    """
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import numpy as np\n"
+        "from sktd import TransferDistillClassifier\n"
+        "X = np.random.RandomState(0).normal(size=(12000, 20))\n"
+        "y = (X[:, 0] > 0).astype(int)\n"
+        "TransferDistillClassifier(max_iter=40, n_iter_no_change=100, tol=0,\n"
+        "    verbose=1, random_state=0).fit(X, y)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    arrivals = []
+    for line in child.stdout:
+        if line.startswith("[sktd]"):
+            arrivals.append(time.perf_counter())
+    assert child.wait() == 0
+    end = time.perf_counter()
+    assert len(arrivals) >= 4
+    # Live: the first lines arrive well before the fit ends, and no gap
+    # between lines (or before the end) is much longer than the 2 s period
+    # plus one epoch.
+    gaps = np.diff(arrivals + [end])
+    assert arrivals[0] < end - 2.0
+    assert gaps.max() < 4.0, gaps
