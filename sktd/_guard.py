@@ -20,6 +20,7 @@ same structure, untrained, for a saved model.
 
 import itertools
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression, RidgeCV
@@ -123,21 +124,26 @@ def guard(
     trainer = transfer.trainer
     device = trainer.settings.device
     names = CANDIDATES + (tabular_candidates(trainer) if tabular else ())
-    pooled = (
-        _pooled_sample(source_rows, seeds("guard_pooled_sample")) if tabular else None
+    data = _GuardRows(
+        X,
+        y,
+        sample_weight,
+        X_pool,
+        y_pool,
+        pool_weight,
+        source_rows,
+        pooled=(
+            _pooled_sample(source_rows, seeds("guard_pooled_sample"))
+            if tabular
+            else None
+        ),
     )
     outputs = {
         name: np.zeros((len(X), trainer.n_outputs), np.float32) for name in names
     }
     outputs["pretrained"] = forward_rows(pretrained, X, device)
-    weighted = sample_weight is not None
-    weights_of = _WeightsOf(sample_weight, pool_weight)
     stand_ins = _stand_ins(
-        y,
-        y_pool,
-        source_rows if not weighted else source_rows[pool_weight[source_rows] > 0],
-        trainer,
-        seeds("guard_stand_ins"),
+        y, y_pool, data.weighed_source_rows(), trainer, seeds("guard_stand_ins")
     )
     X_stand_in = X_pool[stand_ins]
     stand_in_outputs = {
@@ -150,62 +156,18 @@ def guard(
     folds = list(_folds(y, trainer.classification, seeds("guard_folds")))
     start = time.perf_counter()
     for fold, (train, test) in enumerate(folds):
-        fold_seed = seeds("guard_fold", fold)
         label = f"guard fold {fold + 1}/{len(folds)}: "
-        fitted = {}
-        with trainer.labelled(label + "transferred"):
-            fitted["transferred"] = transfer.fine_tune(
-                pretrained,
-                X[train],
-                y[train],
-                fold_seed,
-                progress=False,
-                max_epochs=GUARD_FOLD_MAX_EPOCHS,
-                sample_weight=weights_of.rows(train),
-            ).module_
-        fitted["target_linear"] = target_linear_module(
-            X[train],
-            y[train],
-            trainer.n_outputs,
-            trainer.classification,
-            device,
-            sample_weight=weights_of.rows(train),
+        fitted = _fit_fold(
+            pretrained,
+            data,
+            train,
+            names,
+            transfer,
+            network_spec,
+            hidden_layer_sizes,
+            seed=seeds("guard_fold", fold),
+            label=label,
         )
-        with trainer.labelled(label + "rehearsed"):
-            fitted["rehearsed"] = transfer.rehearse(
-                pretrained,
-                X_pool,
-                y_pool,
-                source_rows,
-                X[train],
-                y[train],
-                fold_seed,
-                sample_weight=weights_of.rows(train),
-                pool_weight=pool_weight,
-            ).module_
-        with trainer.labelled(label + "target network"):
-            fitted["target_network"] = target_network(
-                X[train],
-                y[train],
-                trainer,
-                network_spec,
-                hidden_layer_sizes,
-                fold_seed,
-                sample_weight=weights_of.rows(train),
-            )
-        for name in names[len(CANDIDATES) :]:
-            fitted[name] = _fit_tabular(
-                name,
-                X[train],
-                y[train],
-                X_pool,
-                y_pool,
-                pooled,
-                trainer,
-                fold_seed,
-                weights_of,
-                train,
-            )
         for name, module in fitted.items():
             outputs[name][test] = forward_rows(module, X[test], device)
             if len(stand_ins):
@@ -227,7 +189,7 @@ def guard(
             for name in names
         }
         y = np.concatenate([y, y_pool[stand_ins]])
-        if weighted:
+        if sample_weight is not None:
             row_weights = np.concatenate([sample_weight, pool_weight[stand_ins]])
     choose = select_ensemble if tabular else choose_weights
     weights, losses = choose(
@@ -237,10 +199,6 @@ def guard(
         seed=seeds("guard_weights"),
         sample_weight=row_weights,
     )
-    if len(stand_ins):
-        # Rehearsal and the target-only linear model below see the target rows
-        # only; the stand-ins served the weighing.
-        y = y[: len(X)]
     candidates = {
         "pretrained": pretrained,
         "transferred": transferred,
@@ -249,45 +207,154 @@ def guard(
         # networks averaged, is steadier than one refit on all rows.
         "target_network": bag(fold_networks, trainer.classification),
     }
+    # The stand-ins served the weighing; the refits below see the labelled
+    # target rows only.
+    every_row = np.arange(len(X))
     if weights["rehearsed"]:
         with trainer.labelled("rehearsed on every labelled target row"):
-            candidates["rehearsed"] = transfer.rehearse(
-                pretrained,
-                X_pool,
-                y_pool,
-                source_rows,
-                X,
-                y,
-                seeds("rehearse"),
-                sample_weight=sample_weight,
-                pool_weight=pool_weight,
-            ).module_
+            candidates["rehearsed"] = _rehearsed(
+                transfer, pretrained, data, every_row, seeds("rehearse")
+            )
     if weights["target_linear"]:
-        candidates["target_linear"] = target_linear_module(
-            X,
-            y,
-            trainer.n_outputs,
-            trainer.classification,
-            device,
-            sample_weight=sample_weight,
-        )
-    every_row = np.arange(len(X))
+        candidates["target_linear"] = _target_linear(data, every_row, trainer)
     for name in names[len(CANDIDATES) :]:
         if weights[name]:
             candidates[name] = _fit_tabular(
-                name,
-                X,
-                y,
-                X_pool,
-                y_pool,
-                pooled,
-                trainer,
-                seeds("guard_tabular"),
-                weights_of,
-                every_row,
+                name, data, every_row, trainer, seeds("guard_tabular")
             )
     teacher, _ = blend(candidates, weights, trainer.classification)
     return weights, losses, teacher
+
+
+def _fit_fold(
+    pretrained,
+    data,
+    train,
+    names,
+    transfer,
+    network_spec,
+    hidden_layer_sizes,
+    seed,
+    label,
+):
+    """Fit every candidate but ``pretrained`` on the labelled target rows ``train``.
+
+    Returns the fitted modules by name; the fold networks train at most
+    :data:`GUARD_FOLD_MAX_EPOCHS` epochs.
+    """
+    trainer = transfer.trainer
+    X, y, weights = data.target(train)
+    fitted = {}
+    with trainer.labelled(label + "transferred"):
+        fitted["transferred"] = transfer.fine_tune(
+            pretrained,
+            X,
+            y,
+            seed,
+            progress=False,
+            max_epochs=GUARD_FOLD_MAX_EPOCHS,
+            sample_weight=weights,
+        ).module_
+    fitted["target_linear"] = _target_linear(data, train, trainer)
+    with trainer.labelled(label + "rehearsed"):
+        fitted["rehearsed"] = _rehearsed(transfer, pretrained, data, train, seed)
+    with trainer.labelled(label + "target network"):
+        fitted["target_network"] = target_network(
+            X,
+            y,
+            trainer,
+            network_spec,
+            hidden_layer_sizes,
+            seed,
+            sample_weight=weights,
+        )
+    for name in names[len(CANDIDATES) :]:
+        fitted[name] = _fit_tabular(name, data, train, trainer, seed)
+    return fitted
+
+
+@dataclass(frozen=True)
+class _GuardRows:
+    """The rows the guard's candidates learn from, with their sample weights.
+
+    ``X``, ``y``, ``sample_weight``: the labelled target rows; ``X_pool``,
+    ``y_pool``, ``pool_weight``: every row of the fit, of which
+    ``source_rows`` are the labelled source rows and ``pooled`` the sample the
+    pooled tabular candidates learn from. Weights are ``None`` when the fit is
+    unweighted.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    sample_weight: np.ndarray | None
+    X_pool: object
+    y_pool: np.ndarray
+    pool_weight: np.ndarray | None
+    source_rows: np.ndarray
+    pooled: np.ndarray | None
+
+    def target(self, index):
+        """Return ``X``, ``y`` and weights of the labelled target rows ``index``."""
+        weights = None if self.sample_weight is None else self.sample_weight[index]
+        return self.X[index], self.y[index], weights
+
+    def pooled_source(self):
+        """Return ``X``, ``y`` and weights of the pooled candidates' source rows."""
+        weights = None if self.pool_weight is None else self.pool_weight[self.pooled]
+        return self.X_pool[self.pooled], self.y_pool[self.pooled], weights
+
+    def weighed_source_rows(self):
+        """Return the labelled source rows whose weight is not zero."""
+        if self.pool_weight is None:
+            return self.source_rows
+        return self.source_rows[self.pool_weight[self.source_rows] > 0]
+
+
+def _rehearsed(transfer, pretrained, data, index, seed):
+    """Rehearse ``pretrained`` on the labelled target rows ``index``; its module."""
+    X, y, weights = data.target(index)
+    return transfer.rehearse(
+        pretrained,
+        data.X_pool,
+        data.y_pool,
+        data.source_rows,
+        X,
+        y,
+        seed,
+        sample_weight=weights,
+        pool_weight=data.pool_weight,
+    ).module_
+
+
+def _target_linear(data, index, trainer):
+    """Fit the target-only linear candidate on the labelled target rows ``index``."""
+    X, y, weights = data.target(index)
+    return target_linear_module(
+        X,
+        y,
+        trainer.n_outputs,
+        trainer.classification,
+        trainer.settings.device,
+        sample_weight=weights,
+    )
+
+
+def _fit_tabular(name, data, index, trainer, seed):
+    """Fit the tabular candidate ``name`` on the labelled target rows ``index``."""
+    X, y, weights = data.target(index)
+    X_source, y_source, source_weight = data.pooled_source()
+    return fit_tabular(
+        name,
+        X,
+        y,
+        X_source,
+        y_source,
+        trainer.classification,
+        trainer.n_outputs,
+        seed,
+        sample_weight=weights,
+        source_weight=source_weight,
+    )
 
 
 def _pooled_sample(source_rows, seed):
@@ -296,38 +363,6 @@ def _pooled_sample(source_rows, seed):
         return source_rows
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(source_rows, POOLED_SOURCE_ROWS, replace=False))
-
-
-class _WeightsOf:
-    """The sample weights of the labelled target rows and of the pool, if any."""
-
-    def __init__(self, sample_weight, pool_weight):
-        self.sample_weight = sample_weight
-        self.pool_weight = pool_weight
-
-    def rows(self, index):
-        """Weights of the labelled target rows ``index`` (``None``: unweighted)."""
-        return None if self.sample_weight is None else self.sample_weight[index]
-
-    def pool(self, index):
-        """Weights of the pool's rows ``index`` (``None``: unweighted)."""
-        return None if self.pool_weight is None else self.pool_weight[index]
-
-
-def _fit_tabular(name, X, y, X_pool, y_pool, pooled, trainer, seed, weights_of, rows):
-    """Fit a tabular candidate on the target rows ``rows`` of ``X`` (given sliced)."""
-    return fit_tabular(
-        name,
-        X,
-        y,
-        X_pool[pooled],
-        y_pool[pooled],
-        trainer.classification,
-        trainer.n_outputs,
-        seed,
-        sample_weight=weights_of.rows(rows),
-        source_weight=weights_of.pool(pooled),
-    )
 
 
 def _stand_ins(y, y_pool, source_rows, trainer, seed):
