@@ -291,8 +291,7 @@ def fit_scaler(X, sample_weight=None):
     scaler = StandardScaler()
     for start in range(0, len(X), _PREDICT_CHUNK):
         rows = slice(start, start + _PREDICT_CHUNK)
-        weights = None if sample_weight is None else sample_weight[rows]
-        scaler.partial_fit(X[rows], sample_weight=weights)
+        scaler.partial_fit(X[rows], sample_weight=take(sample_weight, rows))
     return scaler
 
 

@@ -23,7 +23,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._arrays import SparseRows, standardise
+from ._arrays import SparseRows, standardise, take
 
 #: Domain codes written by :func:`stack_domains` (as skada's generators do).
 SOURCE_DOMAIN = 1
@@ -217,9 +217,7 @@ class Domains:
 
     def weights(self, mask):
         """Return the weights of the rows of ``mask`` (``None``: unweighted)."""
-        if self.sample_weight is None:
-            return None
-        return self.sample_weight[mask]
+        return take(self.sample_weight, mask)
 
     @property
     def source(self):

@@ -29,7 +29,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 from torch import nn
 
-from ._arrays import softmax
+from ._arrays import softmax, take
 from ._base import BaseTransferDistill
 from ._docstrings import fill_docstring
 from ._domains import as_label_array, check_finite_labels, is_unlabelled_class
@@ -527,7 +527,7 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
         is_labelled = ~missing.any(axis=1)
         target_scaler = StandardScaler().fit(
             columns[is_labelled],
-            sample_weight=None if sample_weight is None else sample_weight[is_labelled],
+            sample_weight=take(sample_weight, is_labelled),
         )
         labelled = columns[is_labelled]
         if (

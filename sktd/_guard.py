@@ -27,10 +27,15 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import KFold, StratifiedKFold
 from torch import nn
 
-from ._arrays import forward_rows, softmax
+from ._arrays import forward_rows, softmax, take
 from ._nets import SupervisedNet
 from ._networks import MLP, BlendedTeacher, bag, linear_module
-from ._tabular import POOLED_SOURCE_ROWS, TABULAR_CANDIDATES, fit_tabular
+from ._tabular import (
+    POOLED_SOURCE_ROWS,
+    TABULAR_CANDIDATES,
+    fit_tabular,
+    rows_that_count,
+)
 
 # Members of the blended teacher, in a fixed order.
 CANDIDATES = (
@@ -295,13 +300,12 @@ class _GuardRows:
 
     def target(self, index):
         """Return ``X``, ``y`` and weights of the labelled target rows ``index``."""
-        weights = None if self.sample_weight is None else self.sample_weight[index]
-        return self.X[index], self.y[index], weights
+        return self.X[index], self.y[index], take(self.sample_weight, index)
 
     def pooled_source(self):
         """Return ``X``, ``y`` and weights of the pooled candidates' source rows."""
-        weights = None if self.pool_weight is None else self.pool_weight[self.pooled]
-        return self.X_pool[self.pooled], self.y_pool[self.pooled], weights
+        pooled = self.pooled
+        return self.X_pool[pooled], self.y_pool[pooled], take(self.pool_weight, pooled)
 
     def weighed_source_rows(self):
         """Return the labelled source rows whose weight is not zero."""
@@ -511,9 +515,7 @@ def target_linear_module(X, y, n_outputs, classification, device, sample_weight=
     Rows of weight zero are left out.
     """
     n_features = X.shape[1]
-    if sample_weight is not None:
-        kept = sample_weight > 0
-        X, y, sample_weight = X[kept], y[kept], sample_weight[kept]
+    X, y, sample_weight = rows_that_count(X, y, sample_weight)
     if not classification:
         model = RidgeCV(alphas=_RIDGE_ALPHAS).fit(X, y, sample_weight=sample_weight)
         return linear_module(model, n_features).to(device)

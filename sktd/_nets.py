@@ -105,17 +105,23 @@ class DistillationNet(StageNet):
         y_true = {name: value.to(y_pred.device) for name, value in y_true.items()}
         n_outputs = y_pred.shape[1] - self.n_hint_columns
         weights = y_true.get("weights")
-        arguments = (y_pred[:, :n_outputs], y_true["teacher"], y_true["labels"])
-        # Unweighted, the criterion is called as any (student, teacher, labels) loss.
-        loss = (
-            self.criterion_(*arguments)
-            if weights is None
-            else self.criterion_(*arguments, sample_weight=weights)
+        loss = self.distillation_loss(
+            y_pred[:, :n_outputs], y_true["teacher"], y_true["labels"], weights
         )
         if not self.n_hint_columns:
             return loss
         hint = ((y_pred[:, n_outputs:] - y_true["hints"]) ** 2).mean(dim=1)
         return loss + self.hint_weight * weighted_mean(hint, weights)
+
+    def distillation_loss(self, student, teacher, labels, sample_weight=None):
+        """Return the criterion's loss, weighted by ``sample_weight`` if given.
+
+        Unweighted, the criterion is called as any ``(student, teacher,
+        labels)`` loss, so a criterion without ``sample_weight`` still serves.
+        """
+        if sample_weight is None:
+            return self.criterion_(student, teacher, labels)
+        return self.criterion_(student, teacher, labels, sample_weight=sample_weight)
 
 
 class ConsistentDistillationNet(DistillationNet):
@@ -184,12 +190,7 @@ class ConsistentDistillationNet(DistillationNet):
         with torch.no_grad():
             teacher_out = self.teacher_module(Xi)
         y_pred = self.infer(Xi, **fit_params)
-        arguments = (y_pred, teacher_out, labels)
-        loss = (
-            self.criterion_(*arguments)
-            if weights is None
-            else self.criterion_(*arguments, sample_weight=weights)
-        )
+        loss = self.distillation_loss(y_pred, teacher_out, labels, weights)
         loss.backward()
         return {"loss": loss, "y_pred": y_pred}
 

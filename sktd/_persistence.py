@@ -368,15 +368,17 @@ def _build_pipeline(fields, tensors, device):
 def _skops_step(name, tensor):
     """Load a step skops wrote, trusting only skops' default types."""
     skops_io = _skops()
-    data = tensor.numpy().tobytes()
-    untrusted = skops_io.get_untrusted_types(data=data)
-    if untrusted:
+    from skops.io.exceptions import UntrustedTypesFoundException
+
+    try:
+        # Without ``trusted``, skops loads its default-trusted types only.
+        return skops_io.loads(tensor.numpy().tobytes())
+    except UntrustedTypesFoundException as error:
         raise ValueError(
             f"Pipeline step {name!r} holds types skops does not trust by default "
-            f"({_show(untrusted)}); sktd.save never writes those, so the file "
-            "was not written by sktd.save. It is not loaded."
-        )
-    return skops_io.loads(data)
+            f"({error}); sktd.save never writes those, so the file was not "
+            "written by sktd.save. It is not loaded."
+        ) from None
 
 
 def _read(path):

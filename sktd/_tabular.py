@@ -225,9 +225,7 @@ def _fitted(model, X, y, classification, sample_weight=None):
 
     A class seen only on rows of weight zero is not seen.
     """
-    if sample_weight is not None:
-        seen = sample_weight > 0
-        X, y, sample_weight = X[seen], y[seen], sample_weight[seen]
+    X, y, sample_weight = rows_that_count(X, y, sample_weight)
     if classification and len(np.unique(y)) < 2:
         return _OneClass(np.unique(y))
     if (
@@ -241,6 +239,18 @@ def _fitted(model, X, y, classification, sample_weight=None):
     elif not classification:
         y = y.ravel() if y.shape[1] == 1 else y
     return model.fit(X, y, sample_weight=sample_weight)
+
+
+def rows_that_count(X, y, sample_weight):
+    """Return ``X``, ``y`` and weights without the rows of weight zero.
+
+    A weightless row must not count at all, not even as a class seen; with no
+    weights every row counts.
+    """
+    if sample_weight is None:
+        return X, y, None
+    kept = sample_weight > 0
+    return X[kept], y[kept], sample_weight[kept]
 
 
 class _OneClass:

@@ -1212,6 +1212,14 @@ def test_a_pipeline_file_is_checked_step_by_step(fitted_pipeline, tmp_path):
     def drop_student_tensor(tensors):
         del tensors[next(k for k in tensors if k.startswith("steps.2.student."))]
 
+    def untrusted_step(tensors):
+        # A step of a type skops does not trust, in place of the scaler's.
+        import skops.io
+        from sklearn.preprocessing import FunctionTransformer
+
+        data = skops.io.dumps(FunctionTransformer(_double))
+        tensors["steps.0.skops"] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
     def bad_step_param(header):
         header["pipeline"]["steps"][2]["header"]["params"]["alpha"] = 7
 
@@ -1226,6 +1234,7 @@ def test_a_pipeline_file_is_checked_step_by_step(fitted_pipeline, tmp_path):
             {"edit_tensors": lambda t: t.update(stray=torch.zeros(1))},
             "belongs to no step",
         ),
+        ({"edit_tensors": untrusted_step}, "skops does not trust"),
     ]:
         with pytest.raises(ValueError, match=message):
             load(rewritten(**edit))

@@ -23,14 +23,20 @@ def skada():
     sklearn.set_config(enable_metadata_routing=before)
 
 
-def test_skada_workflow_runs_unchanged(skada, fast_params):
-    X, y, sample_domain = skada.datasets.make_shifted_datasets(
+@pytest.fixture
+def shifted(skada):
+    """A small covariate shift from skada's generators: X, y, sample_domain."""
+    return skada.datasets.make_shifted_datasets(
         n_samples_source=30,
         n_samples_target=20,
         shift="covariate_shift",
         noise=0.3,
         random_state=0,
     )
+
+
+def test_skada_workflow_runs_unchanged(skada, shifted, fast_params):
+    X, y, sample_domain = shifted
     with sklearn.config_context(enable_metadata_routing=True):
         # As a skada user writes it: no set_*_request call.
         pipe = skada.make_da_pipeline(
@@ -75,15 +81,11 @@ def test_skada_workflow_runs_unchanged(skada, fast_params):
         assert np.isfinite(grid.cv_results_["mean_test_score"]).all()
 
 
-def test_skada_scorers_reading_module_say_to_use_a_pipeline(skada, fast_params):
+def test_skada_scorers_reading_module_say_to_use_a_pipeline(
+    skada, shifted, fast_params
+):
     """DeepEmbeddedValidation and MaNoScorer read ``module_`` outside a Pipeline."""
-    X, y, sample_domain = skada.datasets.make_shifted_datasets(
-        n_samples_source=30,
-        n_samples_target=20,
-        shift="covariate_shift",
-        noise=0.3,
-        random_state=0,
-    )
+    X, y, sample_domain = shifted
     model = TransferDistillClassifier(random_state=0, **fast_params)
     with sklearn.config_context(enable_metadata_routing=True):
         scorers = (skada.metrics.DeepEmbeddedValidation(), skada.metrics.MaNoScorer())
