@@ -373,7 +373,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         X, is_source, weights = domains.X, domains.is_source, domains.sample_weight
         if self.transfer_set == "munge":
             synthetic, parents = munge_rows(
-                domains.X, domains.is_source, seeds("munge")
+                domains.X, domains.is_source, domains.is_labelled, seeds("munge")
             )
             X = append_rows(X, synthetic)
             if weights is not None:

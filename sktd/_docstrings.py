@@ -28,7 +28,9 @@ SHARED = {
     "batch_size": """\
     batch_size : int or "auto", default="auto"
         Rows per batch; ``"auto"`` is ``min(200, n_rows)`` as in
-        :class:`~sklearn.neural_network.MLPClassifier`.
+        :class:`~sklearn.neural_network.MLPClassifier`, except that the
+        student's batches grow past 200 rows on a transfer set of more than
+        20,000 rows, to keep its epochs at 100 steps.
 """,
     "consistent_teaching": """\
     consistent_teaching : {None, "noise", "mixup"}, default=None
@@ -148,11 +150,11 @@ SHARED = {
     "transfer_set": """\
     transfer_set : {"given", "munge"}, default="munge"
         The rows the student learns the teacher on. ``"munge"``: every source
-        and target row and 4 synthetic rows per target row (at most
-        100,000), drawn around the target rows by MUNGE (Bucila et al., 2006),
-        so that the student sees the teacher where it will be used even with
-        few target rows. ``"given"``: the given rows only (the default in sktd
-        0.1).
+        and target row and 4 synthetic rows per target row (at least 2,000
+        when every target row is labelled, at most 100,000), drawn around the
+        target rows by MUNGE (Bucila et al., 2006), so that the student sees
+        the teacher where it will be used even with few target rows.
+        ``"given"``: the given rows only (the default in sktd 0.1).
 """,
     "transfer_strategy": """\
     transfer_strategy : {"finetune", "gradual", "l2sp", "discriminative"}, \

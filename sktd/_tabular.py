@@ -54,6 +54,14 @@ _UNSEEN_CLASS_LOGIT = -30.0
 
 _RIDGE_ALPHAS = np.logspace(-3, 3, 13)
 
+# Boosting rounds and step of the gradient-boosted candidates: 50 rounds of
+# 0.2, not scikit-learn's 100 of 0.1. Boosting was half the guard's time; on
+# the development half of the transfer benchmark (seeds 0-2) the student -
+# CV-picked baseline moved from +4.10 to +3.99 points (real tasks) and +4.65
+# to +4.64 (synthetic), the median fit 10 % and 23 % faster.
+HGB_MAX_ITER = 50
+HGB_LEARNING_RATE = 0.2
+
 
 def _within_the_fits_threads(function):
     """Run ``function`` with scikit-learn's thread pools at the fit's size.
@@ -209,9 +217,14 @@ def importance_weights(X_source, X_target, source_weight=None, target_weight=Non
 
 
 def _hgb(classification, seed):
-    if classification:
-        return HistGradientBoostingClassifier(random_state=seed)
-    return HistGradientBoostingRegressor(random_state=seed)
+    boosting = (
+        HistGradientBoostingClassifier
+        if classification
+        else HistGradientBoostingRegressor
+    )
+    return boosting(
+        max_iter=HGB_MAX_ITER, learning_rate=HGB_LEARNING_RATE, random_state=seed
+    )
 
 
 def _linear(classification):

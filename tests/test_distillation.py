@@ -131,3 +131,35 @@ def test_check_hint_refuses_what_distillation_cannot_use():
         check_hint(1.0, "mixup", None)
     with pytest.raises(ValueError, match="the student Linear has none"):
         check_hint(1.0, None, nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("batch_size", ["auto", 16])
+def test_auto_batches_bound_the_steps_of_a_distillation_epoch(
+    make_trainer, transfer_set, monkeypatch, batch_size
+):
+    import sktd._distillation
+
+    X, labels, teacher = transfer_set
+    X, labels = np.concatenate([X, X]), np.concatenate([labels, labels])
+    # 400 rows stand for a large transfer set: one step an epoch.
+    monkeypatch.setattr(sktd._distillation, "DISTIL_STEPS_PER_EPOCH", 1)
+    steps = []
+    original = DistillationNet.train_step
+
+    def counting(self, batch, **fit_params):
+        steps.append(len(batch[0]))
+        return original(self, batch, **fit_params)
+
+    monkeypatch.setattr(DistillationNet, "train_step", counting)
+    _distil(teacher, X, labels, make_trainer(max_epochs=1, batch_size=batch_size))
+    # "auto": one batch of every row (200 a batch without the bound); a batch
+    # size given is kept.
+    assert steps == ([400] if batch_size == "auto" else [16] * 25)
+
+
+def test_distillation_batches_grow_only_past_100_steps_an_epoch():
+    from sktd._distillation import distillation_batch_size
+
+    sizes = [distillation_batch_size(n) for n in (50, 4_000, 20_000, 20_001, 103_000)]
+    # MLPClassifier's min(200, n) up to 20,000 rows; 100 steps an epoch beyond.
+    assert sizes == [50, 200, 200, 201, 1030]

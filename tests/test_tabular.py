@@ -53,6 +53,18 @@ def test_every_candidate_fits_and_predicts_every_output(name, classification):
     pickle.loads(pickle.dumps(teacher))
 
 
+@pytest.mark.parametrize("name", ["hgb_target", "hgb_pooled"])
+def test_boosted_candidates_boost_the_guards_budget_of_rounds(name, monkeypatch):
+    import sktd._tabular
+
+    monkeypatch.setattr(sktd._tabular, "HGB_MAX_ITER", 7)
+    monkeypatch.setattr(sktd._tabular, "HGB_LEARNING_RATE", 0.3)
+    X, y = make_classification(120, n_features=5, random_state=0)
+    teacher = fit_tabular(name, X[:40], y[:40], X[40:], y[40:], True, 2, seed=0)
+    assert teacher.model.n_iter_ == 7
+    assert teacher.model.learning_rate == 0.3
+
+
 def test_augmented_rows_split_shared_and_domain_specific_parts():
     X = np.array([[1.0, 2.0], [3.0, 4.0]])
     rows = augment(X, is_source=np.array([True, False]))
