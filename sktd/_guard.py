@@ -496,7 +496,7 @@ def target_network(X, y, trainer, spec, hidden_layer_sizes, seed, sample_weight=
     module = trainer.new_module(spec, hidden_layer_sizes, X.shape[1], seed=seed)
     extra = {}
     if GUARD_FOLD_MAX_EPOCHS is not None:
-        extra["max_epochs"] = min(trainer.max_epochs(spec), GUARD_FOLD_MAX_EPOCHS)
+        extra["max_epochs"] = trainer.max_epochs(spec, cap=GUARD_FOLD_MAX_EPOCHS)
     net = trainer.net(
         SupervisedNet,
         module,

@@ -140,7 +140,7 @@ class TransferStrategy:
             self.trainer.settings.n_iter_no_change,
         )
         if max_epochs is not None:
-            extra["max_epochs"] = min(self.trainer.max_epochs(self.spec), max_epochs)
+            extra["max_epochs"] = self.trainer.max_epochs(self.spec, cap=max_epochs)
         return self._train(
             module,
             X,
@@ -187,7 +187,7 @@ class TransferStrategy:
             sample_weight = np.concatenate(
                 [pool_weight[replayed], *[sample_weight] * repeats]
             )
-        max_epochs = min(self.trainer.max_epochs(self.spec), REHEARSAL_EPOCHS)
+        max_epochs = self.trainer.max_epochs(self.spec, cap=REHEARSAL_EPOCHS)
         return self._train(
             copy.deepcopy(module),
             X,

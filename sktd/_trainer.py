@@ -119,11 +119,16 @@ class StageTrainer:
         """Return a stage's learning rate: the skorch spec's, else the settings'."""
         return spec.lr if isinstance(spec, NeuralNet) else self.settings.learning_rate
 
-    def max_epochs(self, spec):
-        """Return the epoch budget of a stage: the skorch spec's, else the settings'."""
-        if isinstance(spec, NeuralNet):
-            return spec.max_epochs
-        return self.settings.max_epochs
+    def max_epochs(self, spec, cap=None):
+        """Return the epoch budget of a stage: the skorch spec's, else the settings'.
+
+        ``cap``, if given, bounds it: the budget of a net trained within a
+        stage (the guard's, rehearsal's) never exceeds the stage's own.
+        """
+        budget = (
+            spec.max_epochs if isinstance(spec, NeuralNet) else self.settings.max_epochs
+        )
+        return budget if cap is None else min(budget, cap)
 
     def net(
         self,

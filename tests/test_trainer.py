@@ -138,3 +138,15 @@ def test_callbacks_of_a_skorch_net_run_and_unhonoured_settings_are_refused(
         refused = clone(spec).set_params(**setting)
         with pytest.raises(ValueError, match=next(iter(setting))):
             trainer.net(SupervisedNet, nn.Linear(4, 2), refused, stage="distil", seed=0)
+
+
+def test_a_cap_bounds_a_stages_epoch_budget_and_never_raises_it(make_trainer):
+    from skorch import NeuralNet
+    from torch import nn
+
+    trainer = make_trainer(max_epochs=15)
+    assert trainer.max_epochs(None) == 15
+    assert trainer.max_epochs(None, cap=5) == 5
+    assert trainer.max_epochs(None, cap=50) == 15
+    spec = NeuralNet(nn.Linear(2, 1), criterion=nn.MSELoss, max_epochs=3)
+    assert trainer.max_epochs(spec, cap=100) == 3
