@@ -207,13 +207,17 @@ def shifted_task(n_source, seed=0, with_truth=False):
 def default_fit_comparison(sizes):
     """Default fit against one ``MLPClassifier((128, 64))`` on the pooled rows."""
     import sktd._distillation
+    from sktd._transfer_set import MUNGE_ROWS_PER_TARGET_ROW
 
     rows = []
     for n_source in sizes:
         X, y, X_target, y_target, y_truth = shifted_task(n_source, with_truth=True)
         labelled = y_target != -1
         times = timed_default_fit(X, y, X_target, y_target, y_truth)
-        if sktd._distillation.distillation_batch_size(len(X) + 3000) > 200:
+        # The student's transfer set: every row and the MUNGE rows around the
+        # target rows (some unlabelled, so four per target row).
+        n_transfer_set = len(X) + len(X_target) * (1 + MUNGE_ROWS_PER_TARGET_ROW)
+        if sktd._distillation.distillation_batch_size(n_transfer_set) > 200:
             # What the student's larger batches save and cost: the same fit
             # with MLPClassifier's 200-row batches in the distil stage too.
             steps = sktd._distillation.DISTIL_STEPS_PER_EPOCH
