@@ -322,3 +322,31 @@ def softmax(logits):
     logits = logits - logits.max(axis=1, keepdims=True)
     proba = np.exp(logits)
     return proba / proba.sum(axis=1, keepdims=True)
+
+
+def stack_rows(parts):
+    """Lay ``k`` sets of rows side by side, for a stack of ``k`` networks.
+
+    Parameters
+    ----------
+    parts : list of (X, y, sample_weight)
+        Network ``i``'s rows, labels and row weights (``None``: all one).
+
+    Returns
+    -------
+    X : ndarray of shape (n, k, n_features)
+    y : ndarray of shape (n, k) or (n, k, n_outputs)
+    sample_weight : ndarray of shape (n, k)
+        ``n`` is the largest set's size; a smaller set is padded with rows of
+        weight zero, which count for nothing.
+    """
+    n = max(len(X) for X, _, _ in parts)
+    X = np.zeros((n, len(parts), parts[0][0].shape[1]), np.float32)
+    y_first = np.asarray(parts[0][1])
+    y = np.zeros((n, len(parts), *y_first.shape[1:]), y_first.dtype)
+    weights = np.zeros((n, len(parts)), np.float32)
+    for i, (rows, labels, sample_weight) in enumerate(parts):
+        X[: len(rows), i] = rows
+        y[: len(rows), i] = labels
+        weights[: len(rows), i] = 1.0 if sample_weight is None else sample_weight
+    return X, y, weights

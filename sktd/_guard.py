@@ -25,11 +25,19 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import KFold, StratifiedKFold
+from skorch import NeuralNet
 from torch import nn
 
 from ._arrays import forward_rows, softmax, take
-from ._nets import SupervisedNet
-from ._networks import MLP, BlendedTeacher, bag, linear_module
+from ._nets import StackedNet, SupervisedNet
+from ._networks import (
+    MLP,
+    BlendedTeacher,
+    bag,
+    linear_module,
+    stack_networks,
+    stackable,
+)
 from ._tabular import (
     POOLED_SOURCE_ROWS,
     TABULAR_CANDIDATES,
@@ -157,29 +165,24 @@ def guard(
     }
     if len(stand_ins):
         stand_in_outputs["pretrained"] = forward_rows(pretrained, X_stand_in, device)
-    fold_networks = []
     folds = list(_folds(y, trainer.classification, seeds("guard_folds")))
     start = time.perf_counter()
+    networks = _fold_networks(
+        pretrained, data, folds, transfer, network_spec, hidden_layer_sizes, seeds
+    )
     for fold, (train, test) in enumerate(folds):
-        label = f"guard fold {fold + 1}/{len(folds)}: "
-        fitted = _fit_fold(
-            pretrained,
-            data,
-            train,
-            names,
-            transfer,
-            network_spec,
-            hidden_layer_sizes,
-            seed=seeds("guard_fold", fold),
-            label=label,
-        )
+        fitted = {name: modules[fold] for name, modules in networks.items()}
+        fitted["target_linear"] = _target_linear(data, train, trainer)
+        for name in names[len(CANDIDATES) :]:
+            fitted[name] = _fit_tabular(
+                name, data, train, trainer, seeds("guard_fold", fold)
+            )
         for name, module in fitted.items():
             outputs[name][test] = forward_rows(module, X[test], device)
             if len(stand_ins):
                 stand_in_outputs[name] += forward_rows(
                     module, X_stand_in, device
                 ) / len(folds)
-        fold_networks.append(fitted["target_network"])
         if trainer.settings.verbose:
             # The guard's fits are most of the transfer stage's time: say so.
             print(
@@ -210,7 +213,7 @@ def guard(
         # Networks trained on a few target rows vary a lot from one
         # initialisation and subset to the next: their bag, the guard's fold
         # networks averaged, is steadier than one refit on all rows.
-        "target_network": bag(fold_networks, trainer.classification),
+        "target_network": bag(networks["target_network"], trainer.classification),
     }
     # The stand-ins served the weighing; the refits below see the labelled
     # target rows only.
@@ -231,51 +234,103 @@ def guard(
     return weights, losses, teacher
 
 
-def _fit_fold(
-    pretrained,
-    data,
-    train,
-    names,
-    transfer,
-    network_spec,
-    hidden_layer_sizes,
-    seed,
-    label,
+def _fold_networks(
+    pretrained, data, folds, transfer, network_spec, hidden_layer_sizes, seeds
 ):
-    """Fit every candidate but ``pretrained`` on the labelled target rows ``train``.
+    """Train the network candidates on every fold's labelled target rows.
 
-    Returns the fitted modules by name; the fold networks train at most
-    :data:`GUARD_FOLD_MAX_EPOCHS` epochs.
+    Returns ``{"transferred", "rehearsed", "target_network"}``, each a list
+    of one module per fold. The fold networks train at most
+    :data:`GUARD_FOLD_MAX_EPOCHS` epochs (rehearsal its own few). Networks
+    that :func:`~sktd._networks.stackable` allows (the default MLP, or a
+    ``torch.nn.Sequential`` of linear and activation layers) train every
+    fold side by side, as one stack: a few dozen rows make a step of one
+    small network cost little more than its overhead, paid once for all folds
+    instead of once per fold. Others, and a skorch net given as teacher
+    (whose callbacks expect one network), train fold by fold.
     """
     trainer = transfer.trainer
-    X, y, weights = data.target(train)
-    fitted = {}
-    with trainer.labelled(label + "transferred"):
-        fitted["transferred"] = transfer.fine_tune(
-            pretrained,
-            X,
-            y,
-            seed,
-            progress=False,
-            max_epochs=GUARD_FOLD_MAX_EPOCHS,
-            sample_weight=weights,
-        ).module_
-    fitted["target_linear"] = _target_linear(data, train, trainer)
-    with trainer.labelled(label + "rehearsed"):
-        fitted["rehearsed"] = _rehearsed(transfer, pretrained, data, train, seed)
-    with trainer.labelled(label + "target network"):
-        fitted["target_network"] = target_network(
-            X,
-            y,
-            trainer,
-            network_spec,
-            hidden_layer_sizes,
-            seed,
-            sample_weight=weights,
+    fold_seeds = [seeds("guard_fold", fold) for fold in range(len(folds))]
+    parts = [data.target(train) for train, _ in folds]
+    n_features = data.X.shape[1]
+    fresh = [
+        trainer.new_module(network_spec, hidden_layer_sizes, n_features, seed=seed)
+        for seed in fold_seeds
+    ]
+    side_by_side = (
+        not isinstance(network_spec, NeuralNet)
+        and stackable(pretrained)
+        and stackable(fresh[0])
+    )
+    if not side_by_side:
+        return _fold_networks_one_by_one(
+            pretrained, data, folds, fresh, transfer, network_spec, fold_seeds
         )
-    for name in names[len(CANDIDATES) :]:
-        fitted[name] = _fit_tabular(name, data, train, trainer, seed)
-    return fitted
+    label = f"guard folds 1-{len(folds)}: "
+    networks = {}
+    with trainer.labelled(label + "transferred"):
+        networks["transferred"] = transfer.fine_tune_folds(
+            pretrained, parts, fold_seeds[0], max_epochs=GUARD_FOLD_MAX_EPOCHS
+        )
+    with trainer.labelled(label + "rehearsed"):
+        networks["rehearsed"] = transfer.rehearse_folds(
+            pretrained,
+            data.X_pool,
+            data.y_pool,
+            data.source_rows,
+            parts,
+            fold_seeds,
+            pool_weight=data.pool_weight,
+        )
+    with trainer.labelled(label + "target network"):
+        stack = stack_networks(fresh)
+        stack.train()
+        net = trainer.net(
+            StackedNet,
+            stack,
+            network_spec,
+            stage="transfer",
+            seed=fold_seeds[0],
+            progress=False,
+            n_networks=len(folds),
+            max_epochs=trainer.max_epochs(network_spec, cap=GUARD_FOLD_MAX_EPOCHS),
+        )
+        networks["target_network"] = trainer.fit_stack(net, fresh[0], parts)
+    return networks
+
+
+def _fold_networks_one_by_one(
+    pretrained, data, folds, fresh, transfer, network_spec, fold_seeds
+):
+    """:func:`_fold_networks`, one fold after the other."""
+    trainer = transfer.trainer
+    networks = {"transferred": [], "rehearsed": [], "target_network": []}
+    for fold, ((train, _), module, seed) in enumerate(zip(folds, fresh, fold_seeds)):
+        X, y, weights = data.target(train)
+        label = f"guard fold {fold + 1}/{len(folds)}: "
+        with trainer.labelled(label + "transferred"):
+            networks["transferred"].append(
+                transfer.fine_tune(
+                    pretrained,
+                    X,
+                    y,
+                    seed,
+                    progress=False,
+                    max_epochs=GUARD_FOLD_MAX_EPOCHS,
+                    sample_weight=weights,
+                ).module_
+            )
+        with trainer.labelled(label + "rehearsed"):
+            networks["rehearsed"].append(
+                _rehearsed(transfer, pretrained, data, train, seed)
+            )
+        with trainer.labelled(label + "target network"):
+            networks["target_network"].append(
+                _train_target_network(
+                    module, X, y, trainer, network_spec, seed, weights
+                )
+            )
+    return networks
 
 
 @dataclass(frozen=True)
@@ -486,17 +541,12 @@ def bag_size(teacher, choice, weights):
     return len(teacher.members)
 
 
-def target_network(X, y, trainer, spec, hidden_layer_sizes, seed, sample_weight=None):
-    """Train the teacher's architecture on target rows alone; return its module.
+def _train_target_network(module, X, y, trainer, spec, seed, sample_weight=None):
+    """Train ``module``, freshly initialised, on target rows alone; return it.
 
     The default MLP stands in for a pretrained teacher (``spec=None``), whose
-    architecture cannot be re-initialised; the network starts from a fresh
-    initialisation.
+    architecture cannot be re-initialised.
     """
-    module = trainer.new_module(spec, hidden_layer_sizes, X.shape[1], seed=seed)
-    extra = {}
-    if GUARD_FOLD_MAX_EPOCHS is not None:
-        extra["max_epochs"] = trainer.max_epochs(spec, cap=GUARD_FOLD_MAX_EPOCHS)
     net = trainer.net(
         SupervisedNet,
         module,
@@ -504,7 +554,7 @@ def target_network(X, y, trainer, spec, hidden_layer_sizes, seed, sample_weight=
         stage="transfer",
         seed=seed,
         progress=False,
-        **extra,
+        max_epochs=trainer.max_epochs(spec, cap=GUARD_FOLD_MAX_EPOCHS),
     )
     return trainer.fit(net, X, y, stratify=True, sample_weight=sample_weight).module_
 

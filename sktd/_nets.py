@@ -66,10 +66,17 @@ class SupervisedNet(StageNet):
         """Return the criterion's loss; with weights, its weighted row mean."""
         if not isinstance(y_true, dict):
             return super().get_loss(y_pred, y_true, X=X, training=training)
-        labels = y_true["labels"].to(y_pred.device)
+        return self.weighted_loss(
+            y_pred,
+            y_true["labels"].to(y_pred.device),
+            y_true["weights"].to(y_pred.device),
+        )
+
+    def weighted_loss(self, y_pred, labels, weights):
+        """Return the rows' losses averaged with their ``weights``."""
         losses = self.criterion_(y_pred, labels)
         losses = losses.reshape(len(losses), -1).mean(dim=1)
-        return weighted_mean(losses, y_true["weights"].to(y_pred.device))
+        return weighted_mean(losses, weights)
 
 
 class DistillationNet(StageNet):
@@ -241,3 +248,39 @@ class L2SPNet(SupervisedNet):
             and weight.shape == self.source_weights[name].shape
         )
         return loss + 0.5 * self.l2sp_strength * penalty
+
+
+class StackedLoss:
+    """Loss of ``k`` networks trained side by side, one per fold of rows.
+
+    The module is a stack (:func:`~sktd._networks.stack_networks`): ``y_pred``
+    is ``(n_rows, k, n_outputs)``, and the labels and weights ``(n_rows, k,
+    ...)`` hold each network's own rows, padded with rows of weight zero. The
+    loss is the sum of each network's weighted mean loss, so each network's
+    gradient (and any penalty on its weights) is what it would be alone.
+    """
+
+    def weighted_loss(self, y_pred, labels, weights):
+        """Sum over the stack of each network's weighted row mean."""
+        # Classes or outputs go second: the criterion's (rows, C, k) layout.
+        outputs = y_pred.transpose(1, 2)
+        if labels.dim() == 3:
+            labels = labels.transpose(1, 2)
+        losses = self.criterion_(outputs, labels)
+        if losses.dim() == 3:
+            losses = losses.mean(dim=1)
+        weights = weights.to(losses.dtype)
+        totals = torch.clamp(weights.sum(dim=0), min=1e-12)
+        return ((losses * weights).sum(dim=0) / totals).sum()
+
+
+class StackedNet(StackedLoss, SupervisedNet):
+    """:class:`SupervisedNet` of a stack of networks (the guard's folds)."""
+
+
+class StackedL2SPNet(StackedLoss, L2SPNet):
+    """:class:`L2SPNet` of a stack of networks; the penalty sums over them."""
+
+
+# The stacked net of each supervised net class.
+STACKED_NETS = {SupervisedNet: StackedNet, L2SPNet: StackedL2SPNet}

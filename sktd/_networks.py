@@ -7,6 +7,8 @@ hidden layer (:class:`TeacherFeatures`) or a student's adapted one
 (:class:`HintedStudent`).
 """
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -297,3 +299,107 @@ def linear_module(model, n_features, classes=None):
         layer.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
         layer.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
     return layer
+
+
+# Layers that act on each value alone: the same on a stack of networks' rows.
+_ELEMENTWISE = (*ACTIVATIONS.values(), nn.Dropout, nn.Identity)
+
+
+class StackedLinear(nn.Module):
+    """The ``nn.Linear`` layers of ``k`` networks, applied side by side.
+
+    Takes ``(n_rows, k, in_features)`` and returns ``(n_rows, k,
+    out_features)``: network ``i`` maps its own column of rows with its own
+    weights, all ``k`` in one batched product. Gradients and Adam's updates
+    stay per network, so training the stack trains each network as alone.
+
+    Parameters
+    ----------
+    layers : list of torch.nn.Linear
+        The layers to stack, all of one shape; copied, never changed.
+    """
+
+    def __init__(self, layers):
+        super().__init__()
+        # (k, in, out), as torch.baddbmm multiplies (k, rows, in) by it.
+        self.weight = nn.Parameter(
+            torch.stack([layer.weight.detach().T for layer in layers]).clone()
+        )
+        self.bias = nn.Parameter(
+            torch.stack([layer.bias.detach() for layer in layers])[:, None, :].clone()
+        )
+
+    def forward(self, X):
+        """Map each network's column of ``X`` with its own weights."""
+        return torch.baddbmm(self.bias, X.transpose(0, 1), self.weight).transpose(0, 1)
+
+
+def stackable(module):
+    """Whether :func:`stack_networks` can stack copies of ``module``.
+
+    The default :class:`MLP` and ``nn.Sequential`` stacks of ``nn.Linear``
+    (with bias) and activation layers can: their forward is known to map each
+    row alone through those layers. Anything else (a user's own ``forward``)
+    cannot.
+    """
+    if isinstance(module, nn.Linear):
+        return module.bias is not None
+    if isinstance(module, _ELEMENTWISE):
+        return True
+    if isinstance(module, (MLP, nn.Sequential)):
+        return all(stackable(child) for child in module.children())
+    return False
+
+
+def stack_networks(networks):
+    """Return one module computing ``networks`` side by side.
+
+    The stack takes ``(n_rows, k, n_features)``, column ``i`` for network
+    ``i``, and returns ``(n_rows, k, n_outputs)``. It keeps the first
+    network's structure and names (``body.0``, ``head``), every ``nn.Linear``
+    replaced by a :class:`StackedLinear`, so that per-layer settings (frozen
+    layers, per-layer learning rates, L2-SP's source weights) apply to it as
+    to one network. The networks must share one architecture for which
+    :func:`stackable` holds.
+    """
+    template = networks[0]
+    if not stackable(template):
+        raise TypeError(f"{type(template).__name__} cannot be stacked.")
+    stack = copy.deepcopy(template)
+    _replace_linear(stack, networks)
+    return stack
+
+
+def _replace_linear(stack, networks):
+    for name, child in list(stack.named_children()):
+        parts = [getattr(network, name) for network in networks]
+        if isinstance(child, nn.Linear):
+            setattr(stack, name, StackedLinear(parts))
+        else:
+            _replace_linear(child, parts)
+
+
+def unstack_networks(stack, template):
+    """Return the networks of a stack, each a copy of ``template`` with its weights.
+
+    ``template`` is one network of the architecture :func:`stack_networks`
+    stacked; the stack's ``k`` networks come back in order, in ``eval`` mode.
+    """
+    k = next(stack.parameters()).shape[0]
+    networks = []
+    for i in range(k):
+        network = copy.deepcopy(template)
+        _copy_weights(network, stack, i)
+        networks.append(network.eval())
+    return networks
+
+
+def _copy_weights(network, stack, i):
+    for name, child in network.named_children():
+        stacked = getattr(stack, name)
+        if isinstance(child, nn.Linear):
+            with torch.no_grad():
+                child.weight.copy_(stacked.weight[i].T)
+                child.bias.copy_(stacked.bias[i, 0])
+        else:
+            _copy_weights(child, stacked, i)

@@ -26,8 +26,8 @@ from skorch import NeuralNet
 from torch import nn
 
 from ._callbacks import GradualUnfreezing, weighted_layers
-from ._nets import L2SPNet, SupervisedNet
-from ._networks import LogOf, Standardised
+from ._nets import STACKED_NETS, L2SPNet, SupervisedNet
+from ._networks import LogOf, Standardised, stack_networks
 from ._trainer import INIT_LOCK
 
 TRANSFER_STRATEGIES = ("finetune", "gradual", "l2sp", "discriminative")
@@ -132,15 +132,7 @@ class TransferStrategy:
         the rows' losses.
         """
         module = copy.deepcopy(module)
-        net_class, extra, callbacks = strategy_settings(
-            self.strategy,
-            module,
-            self.trainer.learning_rate(self.spec),
-            self.l2sp_strength,
-            self.trainer.settings.n_iter_no_change,
-        )
-        if max_epochs is not None:
-            extra["max_epochs"] = self.trainer.max_epochs(self.spec, cap=max_epochs)
+        net_class, extra, callbacks = self._settings(module, max_epochs)
         return self._train(
             module,
             X,
@@ -152,6 +144,22 @@ class TransferStrategy:
             sample_weight=sample_weight,
             **extra,
         )
+
+    def _settings(self, module, max_epochs=None):
+        """Return the strategy's net class, net settings and callbacks for ``module``.
+
+        ``max_epochs`` caps the stage's epoch budget.
+        """
+        net_class, extra, callbacks = strategy_settings(
+            self.strategy,
+            module,
+            self.trainer.learning_rate(self.spec),
+            self.l2sp_strength,
+            self.trainer.settings.n_iter_no_change,
+        )
+        if max_epochs is not None:
+            extra["max_epochs"] = self.trainer.max_epochs(self.spec, cap=max_epochs)
+        return net_class, extra, callbacks
 
     def rehearse(
         self,
@@ -176,17 +184,9 @@ class TransferStrategy:
         copied whole. ``sample_weight`` (of ``X``) and ``pool_weight`` (of
         ``X_pool``) weigh the rows' losses; both or neither.
         """
-        rng = np.random.default_rng(seed)
-        n_source = min(len(source_rows), REHEARSAL_SOURCE_ROWS)
-        picked = np.sort(rng.choice(len(source_rows), n_source, replace=False))
-        replayed = source_rows[picked]
-        repeats = int(np.clip(n_source // len(X), 1, REHEARSAL_MAX_REPEATS))
-        X = np.concatenate([X_pool[replayed], *[X] * repeats])
-        y = np.concatenate([y_pool[replayed], *[y] * repeats])
-        if sample_weight is not None:
-            sample_weight = np.concatenate(
-                [pool_weight[replayed], *[sample_weight] * repeats]
-            )
+        X, y, sample_weight = rehearsal_rows(
+            X_pool, y_pool, source_rows, X, y, seed, sample_weight, pool_weight
+        )
         max_epochs = self.trainer.max_epochs(self.spec, cap=REHEARSAL_EPOCHS)
         return self._train(
             copy.deepcopy(module),
@@ -198,6 +198,58 @@ class TransferStrategy:
             sample_weight=sample_weight,
             max_epochs=max_epochs,
         )
+
+    def fine_tune_folds(self, module, parts, seed, max_epochs=None):
+        """Fine-tune one copy of ``module`` per fold, side by side.
+
+        ``parts`` holds each fold's ``(X, y, sample_weight)``. The copies
+        train as one stack (:func:`~sktd._networks.stack_networks`), each on
+        its own rows with the strategy's settings, as :meth:`fine_tune` would
+        train it alone; they stop together, when their summed loss plateaus.
+        ``module`` must be :func:`~sktd._networks.stackable`. Returns the
+        fitted modules.
+        """
+        stack = stack_networks([module] * len(parts))
+        net_class, extra, callbacks = self._settings(stack, max_epochs)
+        return self._train_stack(
+            stack, module, parts, seed, net_class, callbacks=callbacks, **extra
+        )
+
+    def rehearse_folds(
+        self, module, X_pool, y_pool, source_rows, parts, seeds, pool_weight=None
+    ):
+        """Rehearse one copy of ``module`` per fold, side by side.
+
+        As :meth:`rehearse` on each fold's target rows ``(X, y,
+        sample_weight)`` of ``parts``, with its seed of ``seeds``; the copies
+        train as one stack and stop together (see :meth:`fine_tune_folds`).
+        Returns the fitted modules.
+        """
+        rehearsals = [
+            rehearsal_rows(
+                X_pool, y_pool, source_rows, X, y, seed, sample_weight, pool_weight
+            )
+            for (X, y, sample_weight), seed in zip(parts, seeds)
+        ]
+        stack = stack_networks([module] * len(parts))
+        max_epochs = self.trainer.max_epochs(self.spec, cap=REHEARSAL_EPOCHS)
+        return self._train_stack(
+            stack, module, rehearsals, seeds[0], SupervisedNet, max_epochs=max_epochs
+        )
+
+    def _train_stack(self, stack, template, parts, seed, net_class, **options):
+        stack.train()
+        net = self.trainer.net(
+            STACKED_NETS[net_class],
+            stack,
+            self.spec,
+            stage="transfer",
+            seed=seed,
+            progress=False,
+            n_networks=len(parts),
+            **options,
+        )
+        return self.trainer.fit_stack(net, template, parts)
 
     def _train(
         self, module, X, y, seed, net_class, progress, sample_weight=None, **options
@@ -214,6 +266,30 @@ class TransferStrategy:
             **options,
         )
         return self.trainer.fit(net, X, y, stratify=True, sample_weight=sample_weight)
+
+
+def rehearsal_rows(
+    X_pool, y_pool, source_rows, X, y, seed, sample_weight=None, pool_weight=None
+):
+    """Return the rows, labels and weights of a rehearsal (see ``rehearse``).
+
+    At most :data:`REHEARSAL_SOURCE_ROWS` source rows drawn from
+    ``X_pool[source_rows]`` with ``seed``, followed by the target rows ``X``
+    repeated until they weigh about as much, at most
+    :data:`REHEARSAL_MAX_REPEATS` times.
+    """
+    rng = np.random.default_rng(seed)
+    n_source = min(len(source_rows), REHEARSAL_SOURCE_ROWS)
+    picked = np.sort(rng.choice(len(source_rows), n_source, replace=False))
+    replayed = source_rows[picked]
+    repeats = int(np.clip(n_source // len(X), 1, REHEARSAL_MAX_REPEATS))
+    X = np.concatenate([X_pool[replayed], *[X] * repeats])
+    y = np.concatenate([y_pool[replayed], *[y] * repeats])
+    if sample_weight is not None:
+        sample_weight = np.concatenate(
+            [pool_weight[replayed], *[sample_weight] * repeats]
+        )
+    return X, y, sample_weight
 
 
 class Pretrained:

@@ -24,9 +24,9 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
 
-from ._arrays import TensorBatches, as_tensors, take, take_rows
+from ._arrays import TensorBatches, as_tensors, stack_rows, take, take_rows
 from ._callbacks import FiniteLossGuard, NonFiniteLossError, StageProgress
-from ._networks import MLP
+from ._networks import MLP, unstack_networks
 
 # Seeding torch's global generator and drawing initial weights from it must be
 # atomic when several fits run in threads.
@@ -141,6 +141,7 @@ class StageTrainer:
         criterion=None,
         callbacks=(),
         progress=True,
+        n_networks=1,
         **extra,
     ):
         """Build the skorch net of one stage.
@@ -148,7 +149,9 @@ class StageTrainer:
         A skorch ``spec`` overrides the optimizer settings; ``callbacks`` and
         ``extra`` net parameters come from the stage. ``criterion`` defaults
         to the supervised one. ``progress=False`` keeps the stage's progress
-        line for another net of the same stage.
+        line for another net of the same stage. A net training a stack of
+        ``n_networks`` networks sums their losses, and so is said to plateau
+        when the sum gains less than ``n_networks`` times ``tol``.
         """
         s = self.settings
         options = {
@@ -184,7 +187,7 @@ class StageTrainer:
         stopper = EarlyStopping(
             monitor="valid_loss" if s.early_stopping else "train_loss",
             patience=s.n_iter_no_change,
-            threshold=s.tol,
+            threshold=s.tol * n_networks,
             threshold_mode="abs",
             load_best=s.early_stopping,
             sink=print if s.verbose >= 2 else _silent,
@@ -221,6 +224,18 @@ class StageTrainer:
         net.initialize()
         net.module_.eval()
         return net
+
+    def fit_stack(self, net, template, parts):
+        """Fit a net around a stack of networks, network ``i`` on ``parts[i]``.
+
+        ``net`` was built (with ``n_networks=len(parts)``) around
+        :func:`~sktd._networks.stack_networks` of copies of ``template``;
+        ``parts`` holds each network's ``(X, y, sample_weight)``. Returns the
+        trained networks, each a copy of ``template``, in ``eval`` mode.
+        """
+        X, y, weights = stack_rows(parts)
+        net = self.fit(net, X, y, stratify=False, sample_weight=weights)
+        return unstack_networks(net.module_, template)
 
     def fit(self, net, X, y, *, stratify, validate_on=None, sample_weight=None):
         """Fit ``net`` on rows ``X``, ``y``; return it, its module in eval mode.

@@ -5,7 +5,14 @@ import pytest
 import torch
 from skorch.dataset import Dataset
 
-from sktd._arrays import TensorBatches, fit_scaler, forward_rows, softmax, standardise
+from sktd._arrays import (
+    TensorBatches,
+    fit_scaler,
+    forward_rows,
+    softmax,
+    stack_rows,
+    standardise,
+)
 from sktd._networks import MLP
 
 
@@ -254,3 +261,17 @@ def test_one_hot_encoded_columns_fit_sparse():
         fits[True].predict_proba(codes[200:]), fits[False].predict_proba(codes[200:])
     )
     assert fits[True].score(codes[200:], y[200:]) > 0.9
+
+
+def test_stack_rows_pads_smaller_sets_with_rows_of_weight_zero():
+    parts = [
+        (np.ones((3, 2)), np.array([0, 1, 2]), None),
+        (2 * np.ones((5, 2)), np.arange(5), np.full(5, 0.5)),
+    ]
+    X, y, weights = stack_rows(parts)
+    assert X.shape == (5, 2, 2) and X.dtype == np.float32
+    np.testing.assert_array_equal(X[:3, 0], 1.0)
+    np.testing.assert_array_equal(X[3:, 0], 0.0)
+    np.testing.assert_array_equal(y[:, 1], np.arange(5))
+    np.testing.assert_array_equal(weights[:, 0], [1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(weights[:, 1], 0.5)

@@ -39,7 +39,17 @@ def test_unlabelled_rows_reach_distillation_only(task, fast_params, monkeypatch)
     original_distillation_fit = DistillationNet.fit
 
     def supervised_fit(self, X, y=None, **kwargs):
-        supervised.append(y.numpy().copy())
+        # One array of labels per network trained: a stack of the guard's
+        # fold networks holds each fold's rows in a column, padded with rows
+        # of weight zero.
+        if isinstance(y, dict) and y["weights"].dim() == 2:
+            labels, weights = y["labels"].numpy(), y["weights"].numpy()
+            supervised.append(
+                [labels[weights[:, i] > 0, i] for i in range(weights.shape[1])]
+            )
+        else:
+            labels = y["labels"] if isinstance(y, dict) else y
+            supervised.append([labels.numpy().copy()])
         return original_supervised_fit(self, X, y, **kwargs)
 
     def distillation_fit(self, X, y=None, **kwargs):
@@ -52,24 +62,25 @@ def test_unlabelled_rows_reach_distillation_only(task, fast_params, monkeypatch)
     cls(random_state=0, **fast_params).fit(X, y, X_target=X_target, y_target=y_target)
 
     n_labelled_target = 20
-    # Pretraining and transfer, then per guard fold three fits on the other
-    # folds' labelled target rows: fine-tune, rehearsal (the rows repeated
-    # among the source rows) and target-only network; the target-only network
-    # is the bag of its fold fits, never refitted; a rehearsed teacher is.
-    sizes = [len(labels) for labels in supervised]
-    assert sizes[:2] == [len(X), n_labelled_target]
+    # Pretraining and transfer, then the guard's fold networks, each fold's
+    # on the other folds' labelled target rows, side by side: fine-tuned,
+    # rehearsed (the rows repeated among the source rows) and target-only;
+    # the target-only network is the bag of its fold fits, never refitted; a
+    # rehearsed teacher is.
+    sizes = [[len(labels) for labels in fit] for fit in supervised]
+    assert sizes[:2] == [[len(X)], [n_labelled_target]]
 
     def rehearsal_size(n_target_rows):
         return len(X) + min(10, len(X) // n_target_rows) * n_target_rows
 
-    n_folds = (len(sizes) - 2) // 3
-    folds = np.reshape(sizes[2 : 2 + 3 * n_folds], (n_folds, 3))
-    assert n_folds >= 2
-    for train_size, rehearsal, network in folds:
-        assert network == train_size
+    transferred, rehearsed, networks = (np.array(fit) for fit in sizes[2:5])
+    assert len(transferred) >= 2
+    np.testing.assert_array_equal(networks, transferred)
+    for train_size, rehearsal in zip(transferred, rehearsed):
         assert rehearsal == rehearsal_size(train_size)
-    assert folds[:, 0].sum() == (n_folds - 1) * n_labelled_target
-    assert sizes[2 + 3 * n_folds :] in ([], [rehearsal_size(n_labelled_target)])
+    assert transferred.sum() == (len(transferred) - 1) * n_labelled_target
+    assert sizes[5:] in ([], [[rehearsal_size(n_labelled_target)]])
+    supervised = [labels for fit in supervised for labels in fit]
     for labels in supervised:
         assert np.all(np.isfinite(labels)) and not np.any(labels == -1)
     (transfer_set,) = distilled

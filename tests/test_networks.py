@@ -7,6 +7,7 @@ from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
+from sktd._callbacks import weighted_layers
 from sktd._networks import (
     MLP,
     BlendedTeacher,
@@ -14,6 +15,9 @@ from sktd._networks import (
     bag,
     has_features,
     linear_module,
+    stack_networks,
+    stackable,
+    unstack_networks,
 )
 
 
@@ -72,3 +76,44 @@ def test_bag_averages_its_networks_with_equal_weights():
     with torch.no_grad():
         expected = sum(network(X) for network in networks) / 4
         torch.testing.assert_close(bag(networks, classification=False)(X), expected)
+
+
+def test_a_stack_computes_each_network_on_its_own_rows():
+    networks = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        networks.append(MLP(5, 2, (7, 4)))
+    stack = stack_networks(networks)
+    X = torch.randn(11, 3, 5)
+    with torch.no_grad():
+        stacked = stack(X)
+        for i, network in enumerate(networks):
+            torch.testing.assert_close(stacked[:, i], network(X[:, i]))
+    # Per-layer settings find the same layers under the same names.
+    assert [name for name, _ in weighted_layers(stack)] == ["body.0", "body.2", "head"]
+    # Unstacked, each network is a copy of the template with its own weights.
+    template = MLP(5, 2, (7, 4))
+    for network, unstacked in zip(networks, unstack_networks(stack, template)):
+        assert unstacked is not template and not unstacked.training
+        for (name, value), (_, expected) in zip(
+            unstacked.named_parameters(), network.named_parameters()
+        ):
+            assert torch.equal(value, expected), name
+
+
+def test_only_networks_known_to_map_rows_alone_are_stacked():
+    class Own(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(3, 2)
+
+        def forward(self, X):
+            return self.layer(X).cumsum(dim=0)
+
+    assert stackable(MLP(3, 2, (4,), activation="tanh", dropout=0.2))
+    assert stackable(nn.Sequential(nn.Linear(3, 4), nn.GELU(), nn.Linear(4, 2)))
+    assert not stackable(Own())
+    assert not stackable(nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)))
+    assert not stackable(nn.Linear(3, 2, bias=False))
+    with pytest.raises(TypeError, match="Own cannot be stacked"):
+        stack_networks([Own(), Own()])

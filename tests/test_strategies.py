@@ -184,3 +184,76 @@ def test_rehearsal_remembers_the_source_where_target_rows_are_absent(make_traine
     assert error(rehearsed, X) < 0.01
     # The source network itself is never trained in place.
     assert pretrained is not fine_tuned and pretrained is not rehearsed
+
+
+def _fold_parts(classification, n_folds=3, weighted=False):
+    """Folds of different sizes (20 to 24 rows), as the guard's are."""
+    rng = np.random.RandomState(1)
+    parts = []
+    for fold in range(n_folds):
+        n = 20 + 2 * fold
+        X = rng.normal(size=(n, 6)).astype(np.float32)
+        if classification:
+            y = rng.randint(0, 3, n)
+        else:
+            y = rng.normal(size=(n, 2)).astype(np.float32)
+        weights = rng.uniform(0.5, 2, n).astype(np.float32) if weighted else None
+        parts.append((X, y, weights))
+    return parts
+
+
+@pytest.mark.parametrize("strategy", ["finetune", "gradual", "l2sp", "discriminative"])
+@pytest.mark.parametrize("classification", [True, False])
+def test_folds_fine_tuned_side_by_side_train_as_each_alone(
+    make_trainer, strategy, classification
+):
+    # One full batch an epoch and no plateau: each network's steps are then
+    # those it takes alone, whatever the other networks of the stack do.
+    criterion = nn.CrossEntropyLoss if classification else nn.MSELoss
+    n_outputs = 3 if classification else 2
+    trainer = make_trainer(
+        criterion, classification, n_outputs, max_epochs=8, weight_decay=1e-3
+    )
+    pretrained = trainer.new_module(None, (8, 8), 6, seed=0)
+    transfer = TransferStrategy(strategy, 0.5, trainer, None)
+    parts = _fold_parts(classification, weighted=strategy == "finetune")
+    side_by_side = transfer.fine_tune_folds(pretrained, parts, seed=0)
+    assert len(side_by_side) == len(parts)
+    for (X, y, weights), network in zip(parts, side_by_side):
+        alone = transfer.fine_tune(pretrained, X, y, seed=0, sample_weight=weights)
+        trained = _weights(alone.module_)
+        assert any(
+            not torch.equal(trained[name], value)
+            for name, value in _weights(pretrained).items()
+        )
+        for name, value in _weights(network).items():
+            torch.testing.assert_close(value, trained[name], atol=1e-5, rtol=1e-4)
+        assert not network.training
+
+
+def test_folds_rehearsed_side_by_side_train_as_each_alone(make_trainer):
+    trainer = make_trainer(
+        nn.MSELoss, False, 1, max_epochs=30, batch_size=10_000, n_iter_no_change=50
+    )
+    pretrained, X_pool, y_pool, source_rows, X, y = _rehearsal_problem(trainer)
+    transfer = TransferStrategy("finetune", 0.01, trainer, None)
+    parts = [(X[:12], y[:12], np.ones(12)), (X[6:], y[6:], np.linspace(1, 2, 14))]
+    pool_weight = np.linspace(0.5, 1.5, len(X_pool))
+    side_by_side = transfer.rehearse_folds(
+        pretrained, X_pool, y_pool, source_rows, parts, [3, 4], pool_weight
+    )
+    for (X_fold, y_fold, weights), seed, network in zip(parts, [3, 4], side_by_side):
+        alone = transfer.rehearse(
+            pretrained,
+            X_pool,
+            y_pool,
+            source_rows,
+            X_fold,
+            y_fold,
+            seed,
+            sample_weight=weights,
+            pool_weight=pool_weight,
+        )
+        trained = _weights(alone.module_)
+        for name, value in _weights(network).items():
+            torch.testing.assert_close(value, trained[name], atol=1e-5, rtol=1e-4)

@@ -175,3 +175,24 @@ def test_the_tabular_models_fit_within_the_fits_thread_budget(
             X, y, X_target=X_target, y_target=y_target
         )
     assert seen and all(threads == {1} for threads in seen)
+
+
+def test_pooled_boosting_stops_early_only_where_its_split_is_possible(monkeypatch):
+    import sktd._tabular
+
+    monkeypatch.setattr(sktd._tabular, "HGB_POOLED_EARLY_STOPPING", True)
+    # Noisy labels: validation stops the boosting long before 100 rounds.
+    X, y = make_classification(600, n_features=5, flip_y=0.5, random_state=0)
+    X_target, y_target = X[:20], y[:20].copy()
+
+    def rounds(y_target):
+        teacher = fit_tabular(
+            "hgb_pooled", X_target, y_target, X[20:], y[20:], True, 3, seed=0
+        )
+        return teacher.model.n_iter_
+
+    assert rounds(y_target) < 100
+    # A third class of one row cannot be split into training and validation
+    # rows: the boosting then runs its every round rather than fail.
+    y_target[0] = 2
+    assert rounds(y_target) == 100
