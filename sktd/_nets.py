@@ -7,7 +7,7 @@ L2-SP pull towards source weights, or distillation against a frozen teacher.
 
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping
+from skorch.callbacks import Callback, EarlyStopping
 
 from ._callbacks import StageLog
 from ._losses import weighted_mean
@@ -40,6 +40,41 @@ class StageNet(NeuralNet):
             for name, callback in super()._default_callbacks
         ]
 
+    def initialize_callbacks(self):
+        """Initialise the callbacks, noting which listen to each batch."""
+        super().initialize_callbacks()
+        self.batch_listeners_ = {
+            event: [cb for _, cb in self.callbacks_ if _listens(cb, event)]
+            for event in _BATCH_EVENTS
+        }
+        return self
+
+    def notify(self, method_name, **cb_kwargs):
+        """Call the callbacks' ``method_name``; a batch's event only where heard.
+
+        skorch announces every batch's events to every callback, a tenth of
+        a small network's step; most callbacks (skorch's own included) act
+        on epochs only. Those that define a batch event still hear it.
+        """
+        listeners = getattr(self, "batch_listeners_", {}).get(method_name)
+        if listeners is None:
+            return super().notify(method_name, **cb_kwargs)
+        getattr(self, method_name)(self, **cb_kwargs)
+        for callback in listeners:
+            getattr(callback, method_name)(self, **cb_kwargs)
+        return None
+
+    def _set_training(self, training=True):
+        """Set the modules' mode, where it is not already ``training``.
+
+        skorch sets it before every batch, walking every submodule; after the
+        first batch of an epoch it is already set.
+        """
+        for name in self._modules + self._criteria:
+            module = getattr(self, name + "_")
+            if isinstance(module, torch.nn.Module) and module.training != training:
+                module.train(training)
+
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         """Run skorch's loop, remembering whether the user interrupted it."""
         self.interrupted_ = False
@@ -52,6 +87,16 @@ class StageNet(NeuralNet):
                 for _, callback in self.callbacks_
             )
             raise
+
+
+# The events skorch announces once per batch.
+_BATCH_EVENTS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
+
+
+def _listens(callback, event):
+    """Whether ``callback`` does anything on ``event`` (defines its own method)."""
+    method = getattr(callback, event)
+    return getattr(method, "__func__", method) is not getattr(Callback, event)
 
 
 class SupervisedNet(StageNet):
