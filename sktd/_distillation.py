@@ -27,6 +27,10 @@ from ._trainer import INIT_LOCK
 # fewer, and underfits: concrete's student lost 4 to 13 points).
 DISTIL_STEPS_PER_EPOCH = 100
 
+# Epoch cap of the student (None: the stage's ``max_iter``), for comparing
+# shorter distillations on the development half before one becomes a default.
+DISTIL_MAX_EPOCHS = None
+
 
 def check_hint(hint_weight, consistent_teaching, student):
     """Refuse, before any training, a hint loss the distillation cannot use."""
@@ -139,6 +143,8 @@ def distil(
     )
     if net.batch_size == "auto":
         net.batch_size = distillation_batch_size(len(X))
+    if DISTIL_MAX_EPOCHS is not None:
+        net.max_epochs = trainer.max_epochs(spec, cap=DISTIL_MAX_EPOCHS)
     net = trainer.fit(
         net,
         X,

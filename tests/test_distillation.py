@@ -163,3 +163,17 @@ def test_distillation_batches_grow_only_past_100_steps_an_epoch():
     sizes = [distillation_batch_size(n) for n in (50, 4_000, 20_000, 20_001, 103_000)]
     # MLPClassifier's min(200, n) up to 20,000 rows; 100 steps an epoch beyond.
     assert sizes == [50, 200, 200, 201, 1030]
+
+
+@pytest.mark.parametrize("cap, expected", [(None, 15), (4, 4), (50, 15)])
+def test_an_epoch_cap_bounds_the_students_training_and_never_raises_it(
+    make_trainer, transfer_set, monkeypatch, cap, expected
+):
+    import sktd._distillation
+
+    X, labels, teacher = transfer_set
+    monkeypatch.setattr(sktd._distillation, "DISTIL_MAX_EPOCHS", cap)
+    # No plateau can stop it early: every epoch of the budget runs.
+    trainer = make_trainer(max_epochs=15, n_iter_no_change=100)
+    net = _distil(teacher, X, labels, trainer)
+    assert len(net.history) == expected
