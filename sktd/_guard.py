@@ -264,7 +264,7 @@ def _fold_networks(
     )
     if not side_by_side:
         return _fold_networks_one_by_one(
-            pretrained, data, folds, fresh, transfer, network_spec, fold_seeds
+            pretrained, data, folds, parts, fresh, transfer, network_spec, fold_seeds
         )
     label = f"guard folds 1-{len(folds)}: "
     networks = {}
@@ -283,30 +283,28 @@ def _fold_networks(
             pool_weight=data.pool_weight,
         )
     with trainer.labelled(label + "target network"):
-        stack = stack_networks(fresh)
-        stack.train()
-        net = trainer.net(
+        networks["target_network"] = trainer.fit_stack(
             StackedNet,
-            stack,
+            stack_networks(fresh),
+            fresh[0],
+            parts,
             network_spec,
             stage="transfer",
             seed=fold_seeds[0],
-            progress=False,
-            n_networks=len(folds),
             max_epochs=trainer.max_epochs(network_spec, cap=GUARD_FOLD_MAX_EPOCHS),
         )
-        networks["target_network"] = trainer.fit_stack(net, fresh[0], parts)
     return networks
 
 
 def _fold_networks_one_by_one(
-    pretrained, data, folds, fresh, transfer, network_spec, fold_seeds
+    pretrained, data, folds, parts, fresh, transfer, network_spec, fold_seeds
 ):
     """:func:`_fold_networks`, one fold after the other."""
     trainer = transfer.trainer
     networks = {"transferred": [], "rehearsed": [], "target_network": []}
-    for fold, ((train, _), module, seed) in enumerate(zip(folds, fresh, fold_seeds)):
-        X, y, weights = data.target(train)
+    for fold, ((train, _), (X, y, weights), module, seed) in enumerate(
+        zip(folds, parts, fresh, fold_seeds)
+    ):
         label = f"guard fold {fold + 1}/{len(folds)}: "
         with trainer.labelled(label + "transferred"):
             networks["transferred"].append(

@@ -238,18 +238,16 @@ class TransferStrategy:
         )
 
     def _train_stack(self, stack, template, parts, seed, net_class, **options):
-        stack.train()
-        net = self.trainer.net(
+        return self.trainer.fit_stack(
             STACKED_NETS[net_class],
             stack,
+            template,
+            parts,
             self.spec,
             stage="transfer",
             seed=seed,
-            progress=False,
-            n_networks=len(parts),
             **options,
         )
-        return self.trainer.fit_stack(net, template, parts)
 
     def _train(
         self, module, X, y, seed, net_class, progress, sample_weight=None, **options

@@ -225,14 +225,29 @@ class StageTrainer:
         net.module_.eval()
         return net
 
-    def fit_stack(self, net, template, parts):
-        """Fit a net around a stack of networks, network ``i`` on ``parts[i]``.
+    def fit_stack(
+        self, net_class, stack, template, parts, spec, *, stage, seed, **extra
+    ):
+        """Train a stack of networks side by side, network ``i`` on ``parts[i]``.
 
-        ``net`` was built (with ``n_networks=len(parts)``) around
-        :func:`~sktd._networks.stack_networks` of copies of ``template``;
-        ``parts`` holds each network's ``(X, y, sample_weight)``. Returns the
-        trained networks, each a copy of ``template``, in ``eval`` mode.
+        ``stack`` is :func:`~sktd._networks.stack_networks` of copies of
+        ``template``, ``net_class`` a net whose loss sums the networks' (see
+        :class:`~sktd._nets.StackedLoss`), ``parts`` each network's ``(X, y,
+        sample_weight)``; ``spec``, ``stage``, ``seed`` and ``extra`` build the
+        net as :meth:`net` does. Returns the trained networks, each a copy of
+        ``template``, in ``eval`` mode.
         """
+        stack.train()
+        net = self.net(
+            net_class,
+            stack,
+            spec,
+            stage=stage,
+            seed=seed,
+            progress=False,
+            n_networks=len(parts),
+            **extra,
+        )
         X, y, weights = stack_rows(parts)
         net = self.fit(net, X, y, stratify=False, sample_weight=weights)
         return unstack_networks(net.module_, template)

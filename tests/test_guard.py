@@ -319,9 +319,9 @@ def test_fold_networks_train_side_by_side_where_they_stack(
     stacks, nets = [], []
     fit_stack, fit = StageTrainer.fit_stack, StageTrainer.fit
 
-    def recording_fit_stack(self, net, template, parts):
+    def recording_fit_stack(self, net_class, stack, template, parts, *args, **kwargs):
         stacks.append(len(parts))
-        return fit_stack(self, net, template, parts)
+        return fit_stack(self, net_class, stack, template, parts, *args, **kwargs)
 
     def recording_fit(self, net, *args, **kwargs):
         nets.append(self.label)
