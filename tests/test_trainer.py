@@ -150,3 +150,20 @@ def test_a_cap_bounds_a_stages_epoch_budget_and_never_raises_it(make_trainer):
     assert trainer.max_epochs(None, cap=50) == 15
     spec = NeuralNet(nn.Linear(2, 1), criterion=nn.MSELoss, max_epochs=3)
     assert trainer.max_epochs(spec, cap=100) == 3
+
+
+def test_a_stack_of_networks_plateaus_on_its_summed_loss(make_trainer):
+    # The stacked loss sums each network's: its plateau threshold scales with
+    # them, so the stack stops when the networks' mean loss would.
+    trainer = make_trainer(tol=1e-3)
+    for n_networks in (1, 5):
+        net = trainer.net(
+            SupervisedNet,
+            MLP(2, 3, (4,)),
+            None,
+            stage="transfer",
+            seed=0,
+            n_networks=n_networks,
+        )
+        stopper = dict(net.callbacks)["early_stopping"]
+        assert stopper.threshold == pytest.approx(1e-3 * n_networks)
