@@ -21,7 +21,7 @@ from sklearn.utils.validation import _num_samples, check_is_fitted, validate_dat
 from skorch import NeuralNet
 
 from ._arrays import append_rows, fit_scaler, forward_rows, take_rows
-from ._distillation import check_hint, distil
+from ._distillation import check_hint, distil, student_epochs
 from ._domains import (
     SPARSE_FORMATS,
     Domains,
@@ -80,6 +80,10 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             Interval(Integral, 1, None, closed="left"),
         ],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "student_max_iter": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -122,6 +126,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         learning_rate_init,
         batch_size,
         max_iter,
+        student_max_iter,
         weight_decay,
         early_stopping,
         validation_fraction,
@@ -149,6 +154,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         self.learning_rate_init = learning_rate_init
         self.batch_size = batch_size
         self.max_iter = max_iter
+        self.student_max_iter = student_max_iter
         self.weight_decay = weight_decay
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
@@ -405,6 +411,9 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             hint_weight=self.hint_weight,
             teacher_name=fitted["transfer_choice_"],
             sample_weight=weights,
+            max_epochs=student_epochs(
+                self.student_max_iter, self.max_iter, is_classifier(self)
+            ),
         )
 
     # ------------------------------------------------------ fit plumbing

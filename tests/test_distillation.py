@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_classification
+from skorch import NeuralNet
 from torch import nn
 
 from sktd._distillation import check_hint, distil
@@ -165,15 +166,76 @@ def test_distillation_batches_grow_only_past_100_steps_an_epoch():
     assert sizes == [50, 200, 200, 201, 1030]
 
 
-@pytest.mark.parametrize("cap, expected", [(None, 15), (4, 4), (50, 15)])
-def test_an_epoch_cap_bounds_the_students_training_and_never_raises_it(
-    make_trainer, transfer_set, monkeypatch, cap, expected
+@pytest.mark.parametrize("max_epochs, expected", [(None, 15), (4, 4), (50, 50)])
+def test_the_students_epoch_budget_is_the_one_given(
+    make_trainer, transfer_set, max_epochs, expected
 ):
-    import sktd._distillation
-
     X, labels, teacher = transfer_set
-    monkeypatch.setattr(sktd._distillation, "DISTIL_MAX_EPOCHS", cap)
     # No plateau can stop it early: every epoch of the budget runs.
     trainer = make_trainer(max_epochs=15, n_iter_no_change=100)
-    net = _distil(teacher, X, labels, trainer)
+    net = _distil(teacher, X, labels, trainer, max_epochs=max_epochs)
     assert len(net.history) == expected
+
+
+def test_a_skorch_student_keeps_its_own_epoch_budget(make_trainer, transfer_set):
+    X, labels, teacher = transfer_set
+    trainer = make_trainer(max_epochs=15, n_iter_no_change=100)
+    spec = NeuralNet(
+        MLP,
+        criterion=nn.MSELoss,
+        module__n_features=X.shape[1],
+        module__n_outputs=3,
+        module__hidden_layer_sizes=(8,),
+        max_epochs=6,
+    )
+    net = _distil(teacher, X, labels, trainer, spec=spec, max_epochs=4)
+    assert len(net.history) == 6
+
+
+@pytest.mark.parametrize(
+    "student_max_iter, max_iter, classification, expected",
+    [
+        ("auto", 200, True, 100),
+        ("auto", 30, True, 30),
+        ("auto", 200, False, 200),
+        (150, 200, True, 150),
+        (300, 200, False, 300),
+    ],
+)
+def test_auto_caps_a_classifiers_student_at_100_epochs(
+    student_max_iter, max_iter, classification, expected
+):
+    from sktd._distillation import student_epochs
+
+    assert student_epochs(student_max_iter, max_iter, classification) == expected
+
+
+@pytest.mark.parametrize("estimator", ["classifier", "regressor"])
+def test_student_max_iter_bounds_the_students_epochs_only(
+    estimator, classification_domains, regression_domains, monkeypatch
+):
+    import sktd._distillation
+    from sktd import TransferDistillClassifier, TransferDistillRegressor
+
+    # A smaller "auto" cap keeps the test fast; the logic is the default's.
+    monkeypatch.setattr(sktd._distillation, "CLASSIFIER_STUDENT_EPOCHS", 6)
+    cls, data = {
+        "classifier": (TransferDistillClassifier, classification_domains),
+        "regressor": (TransferDistillRegressor, regression_domains),
+    }[estimator]
+    X, y, X_target, y_target = data
+    params = dict(
+        teacher_hidden_layer_sizes=(8,),
+        student_hidden_layer_sizes=(4,),
+        negative_transfer_guard=False,
+        max_iter=9,
+        n_iter_no_change=100,
+        random_state=0,
+    )
+    model = cls(**params).fit(X, y, X_target=X_target, y_target=y_target)
+    # Every stage runs its whole budget (no plateau can stop it).
+    assert len(model.history_["pretrain"]) == 9
+    assert model.n_iter_ == (6 if estimator == "classifier" else 9)
+    model.set_params(student_max_iter=4).fit(X, y, X_target=X_target, y_target=y_target)
+    assert len(model.history_["pretrain"]) == 9
+    assert model.n_iter_ == 4

@@ -1008,6 +1008,19 @@ def test_a_parameter_added_later_gets_its_former_behaviour(
     assert load(crafted).alpha == 0.25
 
 
+def test_a_file_without_student_max_iter_says_its_student_trained_max_iter(
+    saved, tmp_path
+):
+    # sktd 0.5 and earlier trained every student max_iter epochs.
+    model, X, path = saved["classifier"]
+    crafted = _rewrite(
+        path, tmp_path / "old.safetensors", _delete("params.student_max_iter")
+    )
+    restored = load(crafted)
+    assert restored.student_max_iter == model.max_iter
+    np.testing.assert_array_equal(restored.predict(X), model.predict(X))
+
+
 def test_a_teacher_with_unknown_candidates_is_refused_by_save(saved, tmp_path):
     model = copy.deepcopy(saved["classifier"][0])
     model.transfer_weights_ = dict(model.transfer_weights_, sklearn_model=0.0)
