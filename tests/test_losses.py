@@ -72,3 +72,20 @@ def test_regression_loss_ignores_labels_of_unlabelled_rows():
     expected = ((0.8 * 4.0 + 0.2 * 1.0) + 0.2 * 4.0) / 2
     assert abs(loss.item() - expected) < 1e-6
     assert torch.isfinite(loss)
+
+
+def test_hard_label_loss_is_each_labelled_rows_cross_entropy_and_zero_elsewhere():
+    from sktd._losses import hard_label_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(50, 4, requires_grad=True)
+    y = torch.randint(-1, 4, (50,))
+    labelled = y >= 0
+    losses = hard_label_loss(logits, y)
+    assert torch.equal(losses[~labelled], torch.zeros(int((~labelled).sum())))
+    expected = F.cross_entropy(logits[labelled], y[labelled], reduction="none")
+    torch.testing.assert_close(losses[labelled], expected, rtol=0, atol=0)
+    # The unlabelled rows' logits get no gradient from it.
+    (grad,) = torch.autograd.grad(losses.sum(), logits)
+    assert torch.equal(grad[~labelled], torch.zeros_like(grad[~labelled]))
+    assert hard_label_loss(logits, torch.full((50,), -1)).abs().sum() == 0
