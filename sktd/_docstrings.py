@@ -134,8 +134,9 @@ SHARED = {
         the target rows or pooled with up to 5,000 source rows; pooled linear
         models, plain, on Daumé III's augmented features, and with source rows
         importance-weighted by a domain classifier), weighed by bagged
-        ensemble selection shrunk halfway toward the best single candidate
-        (gradient boosting fits a model per target, so regression with more
+        ensemble selection shrunk halfway toward the best single candidate,
+        itself chosen on each bootstrap resample so that near-ties share
+        that half (gradient boosting fits a model per target, so regression with more
         than 4 targets leaves it out). ``"networks"``: the five networks only
         (the default in sktd 0.1).
         A model file (:func:`sktd.save`) holds the student, which predicts,
