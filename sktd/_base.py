@@ -80,10 +80,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             Interval(Integral, 1, None, closed="left"),
         ],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "student_max_iter": [
-            StrOptions({"auto"}),
-            Interval(Integral, 1, None, closed="left"),
-        ],
+        "student_max_iter": [None, Interval(Integral, 1, None, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -411,9 +408,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             hint_weight=self.hint_weight,
             teacher_name=fitted["transfer_choice_"],
             sample_weight=weights,
-            max_epochs=student_epochs(
-                self.student_max_iter, self.max_iter, is_classifier(self)
-            ),
+            max_epochs=student_epochs(self.student_max_iter, self.max_iter),
         )
 
     # ------------------------------------------------------ fit plumbing

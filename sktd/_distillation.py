@@ -27,23 +27,17 @@ from ._trainer import INIT_LOCK
 # fewer, and underfits: concrete's student lost 4 to 13 points).
 DISTIL_STEPS_PER_EPOCH = 100
 
-# A classifier's student with ``student_max_iter="auto"`` trains at most this
-# many epochs. Its test accuracy stops rising by 75-100 epochs, where a
-# regressor's still gains up to 200 (snapshots every 10 epochs, development
-# half of the transfer benchmark). A 100-epoch cap on every student cut the
-# fit by a sixth and moved student - CV pick on the classification tasks from
-# +1.20 to +1.40 (real) and +2.13 to +2.06 (synthetic), seeds 0-2, but the
-# regression tasks' from +3.84 to +3.66 overall.
-CLASSIFIER_STUDENT_EPOCHS = 100
 
+def student_epochs(student_max_iter, max_iter):
+    """Return the distillation's epoch budget for ``student_max_iter``.
 
-def student_epochs(student_max_iter, max_iter, classification):
-    """Return the distillation's epoch budget for ``student_max_iter``."""
-    if student_max_iter != "auto":
-        return int(student_max_iter)
-    if classification:
-        return min(max_iter, CLASSIFIER_STUDENT_EPOCHS)
-    return max_iter
+    ``None`` is ``max_iter``. A 100-epoch default for classifiers' students
+    (their accuracy stops rising by 75-100 epochs on the development half)
+    was adopted in sktd 0.6 and withdrawn: on the held-out half it took
+    mlc_churn's student to 2.5 points below its teacher (see
+    ``docs/benchmarks/real_data.rst``).
+    """
+    return max_iter if student_max_iter is None else int(student_max_iter)
 
 
 def check_hint(hint_weight, consistent_teaching, student):

@@ -85,14 +85,11 @@ SHARED = {
         ``student_max_iter``).
 """,
     "student_max_iter": """\
-    student_max_iter : int or "auto", default="auto"
-        Maximum number of epochs of the distillation stage. ``"auto"``:
-        ``min(max_iter, 100)`` for a classifier, whose student's accuracy
-        stops rising by 75-100 epochs (on the transfer benchmark's
-        development half it scored no worse after 100 epochs than after 200,
-        for half the distillation's time), and ``max_iter`` for a regressor,
-        whose student still gains up to 200. A skorch ``student`` trains its
-        own ``max_epochs``.
+    student_max_iter : int or None, default=None
+        Maximum number of epochs of the distillation stage; ``None``:
+        ``max_iter``. A classifier's student often needs fewer (100 epochs
+        halve the distillation), but not always (see the benchmarks). A skorch
+        ``student`` trains its own ``max_epochs``.
 """,
     "n_features_in_": """\
     n_features_in_ : int

@@ -80,6 +80,7 @@ _LATER_PARAMETERS = {
     "teacher_pool": "networks",
     "transfer_set": "given",
     "torch_threads": "auto",
+    "student_max_iter": None,
 }
 
 
@@ -347,9 +348,6 @@ def _check_params(params, cls):
         **{k: v for k, v in _LATER_PARAMETERS.items() if k in expected},
         **params,
     }
-    if "student_max_iter" not in params and "max_iter" in params:
-        # Files of sktd 0.5 and earlier: their students trained max_iter epochs.
-        params["student_max_iter"] = params["max_iter"]
     missing = sorted(set(expected) - set(params))
     if missing:
         raise _invalid("params", f"lacks {cls.__name__}'s parameters {missing}.")

@@ -193,32 +193,23 @@ def test_a_skorch_student_keeps_its_own_epoch_budget(make_trainer, transfer_set)
 
 
 @pytest.mark.parametrize(
-    "student_max_iter, max_iter, classification, expected",
-    [
-        ("auto", 200, True, 100),
-        ("auto", 30, True, 30),
-        ("auto", 200, False, 200),
-        (150, 200, True, 150),
-        (300, 200, False, 300),
-    ],
+    "student_max_iter, max_iter, expected",
+    [(None, 200, 200), (150, 200, 150), (300, 200, 300)],
 )
-def test_auto_caps_a_classifiers_student_at_100_epochs(
-    student_max_iter, max_iter, classification, expected
+def test_student_max_iter_is_the_students_budget_and_none_is_max_iter(
+    student_max_iter, max_iter, expected
 ):
     from sktd._distillation import student_epochs
 
-    assert student_epochs(student_max_iter, max_iter, classification) == expected
+    assert student_epochs(student_max_iter, max_iter) == expected
 
 
 @pytest.mark.parametrize("estimator", ["classifier", "regressor"])
 def test_student_max_iter_bounds_the_students_epochs_only(
-    estimator, classification_domains, regression_domains, monkeypatch
+    estimator, classification_domains, regression_domains
 ):
-    import sktd._distillation
     from sktd import TransferDistillClassifier, TransferDistillRegressor
 
-    # A smaller "auto" cap keeps the test fast; the logic is the default's.
-    monkeypatch.setattr(sktd._distillation, "CLASSIFIER_STUDENT_EPOCHS", 6)
     cls, data = {
         "classifier": (TransferDistillClassifier, classification_domains),
         "regressor": (TransferDistillRegressor, regression_domains),
@@ -235,7 +226,7 @@ def test_student_max_iter_bounds_the_students_epochs_only(
     model = cls(**params).fit(X, y, X_target=X_target, y_target=y_target)
     # Every stage runs its whole budget (no plateau can stop it).
     assert len(model.history_["pretrain"]) == 9
-    assert model.n_iter_ == (6 if estimator == "classifier" else 9)
+    assert model.n_iter_ == 9
     model.set_params(student_max_iter=4).fit(X, y, X_target=X_target, y_target=y_target)
     assert len(model.history_["pretrain"]) == 9
     assert model.n_iter_ == 4

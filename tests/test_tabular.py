@@ -225,3 +225,27 @@ def test_pooled_boosting_stops_early_only_where_its_split_is_possible(monkeypatc
     # rows: the boosting then runs its every round rather than fail.
     y_target[0] = 2
     assert rounds(y_target) == 100
+
+
+@pytest.mark.parametrize("name", TABULAR_CANDIDATES)
+def test_regression_candidates_never_predict_beyond_their_labels(name):
+    rng = np.random.RandomState(0)
+    X_source = rng.normal(size=(200, 3))
+    y_source = X_source @ np.array([[1.0], [2.0], [-1.0]])
+    X = rng.normal(0.5, 1.0, size=(30, 3))
+    y = X @ np.array([[1.5], [2.0], [-1.0]]) + 0.3
+    teacher = fit_tabular(name, X, y, X_source, y_source, False, 1, seed=0)
+    labels = y if name == "hgb_target" else np.concatenate([y_source, y])
+    # Rows far outside every row fitted on: a linear model would go far
+    # beyond the labels.
+    far = torch.as_tensor(np.vstack([X * 30, -X * 30]), dtype=torch.float32)
+    outputs = teacher(far).numpy()
+    assert outputs.min() >= labels.min() - 1e-5
+    assert outputs.max() <= labels.max() + 1e-5
+    # Within the labels' range predictions are the model's own.
+    near = torch.as_tensor(X[:5], dtype=torch.float32)
+    inner = teacher.model.predict(
+        augment(X[:5], np.zeros(5, bool)) if teacher.augment else X[:5]
+    ).reshape(-1, 1)
+    inner = np.clip(inner, labels.min(), labels.max())
+    np.testing.assert_allclose(teacher(near).numpy(), inner, rtol=1e-5, atol=1e-5)
