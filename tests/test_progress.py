@@ -86,8 +86,9 @@ def test_verbose_2_titles_every_table_without_colour_codes_off_a_terminal(capsys
 def test_a_fit_in_a_subprocess_shows_progress_as_it_runs():
     """Piped (no terminal, block-buffered stdout), lines still arrive live.
 
-    A fit of several seconds in a child process; each line is timestamped as
-    the parent reads it. Lines must come while the fit runs, at most a couple
+    A fit of several seconds (two stages of about 4 s each, twice the 2 s
+    period) in a child process; each line is timestamped as the parent reads
+    it. Lines must come while the fit runs, at most a couple
     of seconds apart, not all at the end.
     """
     import subprocess
@@ -99,7 +100,7 @@ def test_a_fit_in_a_subprocess_shows_progress_as_it_runs():
         "from sktd import TransferDistillClassifier\n"
         "X = np.random.RandomState(0).normal(size=(12000, 20))\n"
         "y = (X[:, 0] > 0).astype(int)\n"
-        "TransferDistillClassifier(max_iter=40, n_iter_no_change=100, tol=0,\n"
+        "TransferDistillClassifier(max_iter=80, n_iter_no_change=100, tol=0,\n"
         "    verbose=1, random_state=0).fit(X, y)\n"
     )
     child = subprocess.Popen(
