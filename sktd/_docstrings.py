@@ -135,8 +135,8 @@ SHARED = {
         ensemble selection shrunk halfway toward the best single candidate,
         itself chosen on each bootstrap resample so that near-ties share
         that half (gradient boosting fits a model per target, so regression
-        with more than 4 targets leaves it out). ``"networks"``: the five networks only
-        (the default in sktd 0.1).
+        with more than 4 targets leaves it out). ``"networks"``: the five
+        networks only (the default in sktd 0.1).
         A model file (:func:`sktd.save`) holds the student, which predicts,
         but not a teacher that holds scikit-learn models.
 """,

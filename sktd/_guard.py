@@ -713,9 +713,9 @@ _SHRINKAGE = 0.5
 # "best", the one candidate with the best loss on all rows (sktd 0.3-0.5).
 # On 40 rows a loss 0.001 lower gave "best" 0.75 of the weight on the source
 # network, and a teacher 4.5 points of R² below the pooled linear model it
-# beat by that 0.001 (Carseats, seed 2). Development half, seeds
-# 0-2: student - CV pick +3.92 -> +4.25 (real; worst task -1.94 -> -1.66),
-# +4.67 -> +4.75 (synthetic).
+# beat by that 0.001 (Carseats, seed 2). Development half, seeds 0-2:
+# student - CV pick +3.92 -> +4.25 (real; worst task -1.94 -> -1.66), +4.67
+# -> +4.75 (synthetic).
 SHRINK_TOWARD = "bagged_best"
 
 
@@ -757,14 +757,15 @@ def select_ensemble(
             return -np.log(np.clip(blend[..., 0], 1e-12, 1))
         return ((blend - y) ** 2).mean(axis=-1)
 
+    # (candidates, rows): each candidate's loss on each row.
+    part_losses = np.stack([row_losses(part) for part in parts])
     single = np.array(
-        [np.average(row_losses(part), weights=sample_weight) for part in parts]
+        [np.average(losses, weights=sample_weight) for losses in part_losses]
     )
     best = int(np.argmin(single))
     rng = np.random.default_rng(seed)
     selections = []
     bests = np.zeros(len(names))
-    part_losses = np.stack([row_losses(part) for part in parts])
     for _ in range(max(1, n_bootstraps)):
         counts = np.bincount(rng.integers(0, n_rows, n_rows), minlength=n_rows)
         if not n_bootstraps:

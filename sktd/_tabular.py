@@ -141,6 +141,7 @@ class ScikitLearnTeacher(nn.Module):
             outputs[:, self.model.classes_] = np.log(np.clip(proba, 1e-12, 1.0))
         else:
             outputs = self.model.predict(rows).reshape(len(rows), -1)
+            # getattr: teachers pickled by sktd 0.5 have no range.
             if getattr(self, "output_range", None) is not None:
                 outputs = np.clip(outputs, *self.output_range)
         return torch.as_tensor(outputs, dtype=torch.float32, device=X.device)
