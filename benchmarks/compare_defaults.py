@@ -71,7 +71,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--suite", choices=["all", *SUITES], default="all")
-    parser.add_argument("--only", default="")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run only the tasks whose name holds this text (repeatable: any)",
+    )
+    parser.add_argument("--kind", choices=["classification", "regression"])
     parser.add_argument("--config", action="append", default=[])
     parser.add_argument("--json", default="")
     args = parser.parse_args()
@@ -82,10 +88,12 @@ def main():
             tasks.update(suite)
     rows = []
     for task in HALVES["development"]:
-        if task not in tasks or args.only not in task:
+        if task not in tasks or not any(text in task for text in args.only or [""]):
             continue
         for seed in range(args.seeds):
             data = tasks[task](seed)
+            if args.kind and data["kind"] != args.kind:
+                break
             cls = (
                 TransferDistillClassifier
                 if data["kind"] == "classification"

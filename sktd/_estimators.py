@@ -110,7 +110,8 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
     {{transfer_choice_}}
     transfer_losses_ : dict of str to float or None
         Out-of-fold log loss on the labelled target rows of each candidate
-        and of the chosen ``"blend"``; ``None`` when the guard did not run.
+        (with ``teacher_pool="tabular"``, after its temperature) and of the
+        chosen ``"blend"``; ``None`` when the guard did not run.
     student_ : skorch.NeuralNet
         The fitted student, used by ``predict``. Its module outputs logits.
     input_scaler_ : sklearn.preprocessing.StandardScaler

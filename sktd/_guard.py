@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import KFold, StratifiedKFold
 from skorch import NeuralNet
@@ -32,11 +33,13 @@ from ._arrays import forward_rows, softmax, take
 from ._nets import StackedNet, SupervisedNet
 from ._networks import (
     MLP,
+    UNSEEN_CLASS_LOGIT,
     BlendedTeacher,
     bag,
     linear_module,
     stack_networks,
     stackable,
+    tempered,
 )
 from ._tabular import (
     POOLED_SOURCE_ROWS,
@@ -120,7 +123,8 @@ def guard(
         Also weigh the scikit-learn models of :data:`TABULAR_CANDIDATES`
         (pooled ones on a sample of the source rows), and weigh by bagged
         ensemble selection shrunk halfway toward the (bagged) best single
-        candidate.
+        candidate; in classification each candidate is first calibrated by
+        a temperature (see :func:`calibrate`), which the teacher keeps.
     sample_weight, pool_weight : ndarray or None, default=None
         Weights of the rows of ``X`` and of ``X_pool`` (both or neither): every
         candidate is fitted with them and the out-of-fold losses weigh by them.
@@ -191,6 +195,9 @@ def guard(
                 f"{len(names)} candidates  {time.perf_counter() - start:.1f}s",
                 flush=True,
             )
+    temperatures = {}
+    if tabular and trainer.classification and CALIBRATE_CANDIDATES:
+        temperatures = calibrate(outputs, stand_in_outputs, y, sample_weight)
     row_weights = sample_weight
     if len(stand_ins):
         outputs = {
@@ -231,8 +238,70 @@ def guard(
             candidates[name] = _fit_tabular(
                 name, data, every_row, trainer, seeds("guard_tabular")
             )
+    if temperatures:
+        candidates = {
+            name: tempered(module, temperatures[name])
+            for name, module in candidates.items()
+            if weights.get(name)
+        }
     teacher, _ = blend(candidates, weights, trainer.classification)
     return weights, losses, teacher
+
+
+# Whether the tabular pool's classification candidates are calibrated before
+# they are blended (see ``calibrate``); False is sktd 0.6's guard, kept for
+# comparisons.
+CALIBRATE_CANDIDATES = True
+# Temperatures a candidate may be calibrated with.
+_TEMPERATURE_RANGE = (0.05, 20.0)
+
+
+def fit_temperature(logits, y, sample_weight=None):
+    """Return the temperature ``t`` minimising the log loss of ``softmax(logits / t)``.
+
+    Temperature scaling (Guo et al., ICML 2017): one number per candidate,
+    searched in :data:`_TEMPERATURE_RANGE`. ``y`` holds encoded labels;
+    ``sample_weight`` weighs the rows.
+    """
+    logits = np.asarray(logits, np.float64)
+    rows = np.arange(len(y))
+
+    def loss(log_temperature):
+        proba = softmax(divided(logits, np.exp(log_temperature)))[rows, y]
+        return np.average(-np.log(np.clip(proba, 1e-12, 1)), weights=sample_weight)
+
+    bounds = tuple(np.log(_TEMPERATURE_RANGE))
+    found = minimize_scalar(loss, bounds=bounds, method="bounded")
+    return float(np.exp(found.x))
+
+
+def calibrate(outputs, stand_in_outputs, y, sample_weight=None):
+    """Temper each candidate's out-of-fold logits; return the temperatures.
+
+    A model that is right but overconfident pays for its few confident
+    errors in log loss, and a blend then prefers whatever softens it, even
+    a weaker candidate: on CreditCard (development half, seed 2) the
+    uncalibrated blend spread its weight over nine candidates and scored 2.5
+    points below the pooled logistic regression it diluted. Each candidate's
+    temperature is fitted on the labelled target rows alone (the rows it is
+    judged on; the stand-ins of missing classes keep their full weight) and
+    applied to its outputs, ``outputs`` and ``stand_in_outputs`` in place, so
+    the blend weighs what the candidates know rather than how sure they say
+    they are. Logits at or below the unseen-class logit stay, as in
+    :class:`~sktd._networks.Tempered`.
+    """
+    temperatures = {}
+    for name, logits in outputs.items():
+        temperature = fit_temperature(logits, y, sample_weight)
+        temperatures[name] = temperature
+        for table in (outputs, stand_in_outputs):
+            table[name] = divided(table[name], temperature).astype(table[name].dtype)
+    return temperatures
+
+
+def divided(logits, temperature):
+    """``logits / temperature``, but for the unseen-class logits (numpy)."""
+    return np.where(logits <= UNSEEN_CLASS_LOGIT, logits, logits / temperature)
 
 
 def _fold_networks(

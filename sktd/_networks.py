@@ -2,9 +2,9 @@
 
 Wrappers let a user's pretrained network take standardised rows
 (:class:`Standardised`), turn probabilities into logits (:class:`LogOf`),
-blend several teachers into one (:class:`BlendedTeacher`), expose a teacher's
-hidden layer (:class:`TeacherFeatures`) or a student's adapted one
-(:class:`HintedStudent`).
+blend several teachers into one (:class:`BlendedTeacher`), soften or sharpen
+a teacher's logits (:class:`Tempered`), expose a teacher's hidden layer
+(:class:`TeacherFeatures`) or a student's adapted one (:class:`HintedStudent`).
 """
 
 import copy
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 # Logit given to a class a linear model never saw (probability ~0).
-_UNSEEN_CLASS_LOGIT = -30.0
+UNSEEN_CLASS_LOGIT = -30.0
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -162,6 +162,72 @@ class LogOf(nn.Module):
         return torch.log(self.module(X).clamp_min(1e-12))
 
 
+class Tempered(nn.Module):
+    """Divide a classifier's logits by a temperature.
+
+    Logits at or below the unseen-class logit (``-30``, a class the model
+    never saw) stay as they are: a temperature calibrates what the model
+    knows, and does not make a class it never saw possible. Used by
+    :func:`tempered` for networks whose output layer it cannot rescale.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Returns logits.
+    temperature : float
+        Above one softens the probabilities, below one sharpens them.
+    """
+
+    def __init__(self, module, temperature):
+        super().__init__()
+        self.module = module
+        self.temperature = float(temperature)
+
+    def forward(self, X):
+        """Return the module's logits divided by the temperature."""
+        return _divided(self.module(X), self.temperature)
+
+
+def _divided(logits, temperature):
+    return torch.where(logits <= UNSEEN_CLASS_LOGIT, logits, logits / temperature)
+
+
+def tempered(module, temperature):
+    """Return ``module`` with its logits divided by ``temperature``.
+
+    sktd's own networks come back as copies whose output layer is rescaled
+    (the same structure and parameter names, so model files store them as
+    any network); a bag of networks tempers each member; a module with a
+    ``with_temperature(t)`` method (the scikit-learn candidates) returns its
+    own tempered copy; any other module is wrapped in :class:`Tempered`.
+    ``module`` itself is never changed.
+    """
+    temperature = float(temperature)
+    if temperature == 1.0:
+        return module
+    if isinstance(module, BlendedTeacher):
+        members = {
+            name: tempered(member, temperature)
+            for name, member in module.members.items()
+        }
+        weights = {name: float(getattr(module, f"weight_{name}")) for name in members}
+        return BlendedTeacher(members, weights, module.classification)
+    if callable(getattr(module, "with_temperature", None)):
+        return module.with_temperature(temperature)
+    if type(module) is MLP or type(module) is nn.Linear:
+        module = copy.deepcopy(module)
+        layer = module.head if isinstance(module, MLP) else module
+        with torch.no_grad():
+            # A row of a linear model for a class it never saw (no weights,
+            # the unseen-class bias) keeps its logit, as in ``Tempered``.
+            unseen = (layer.weight == 0).all(dim=1) & (layer.bias <= UNSEEN_CLASS_LOGIT)
+            scale = torch.where(unseen, 1.0, 1.0 / temperature)
+            layer.weight.mul_(scale[:, None])
+            layer.bias.mul_(scale)
+        return module
+    return Tempered(module, temperature)
+
+
 class BlendedTeacher(nn.Module):
     """A weighted blend of teachers, itself a teacher.
 
@@ -231,7 +297,7 @@ def has_features(module):
     """Return whether :class:`TeacherFeatures` can read a hidden layer of ``module``."""
     if isinstance(module, BlendedTeacher):
         return any(True for _ in _featured_members(module))
-    if isinstance(module, (Standardised, LogOf)):
+    if isinstance(module, (Standardised, LogOf, Tempered)):
         return has_features(module.module)
     return callable(getattr(module, "features", None))
 
@@ -247,7 +313,7 @@ def _features(module, X):
         )
     if isinstance(module, Standardised):
         return _features(module.module, X * module.scale + module.mean)
-    if isinstance(module, LogOf):
+    if isinstance(module, (LogOf, Tempered)):
         return _features(module.module, X)
     return module.features(X).flatten(1)
 
@@ -286,7 +352,7 @@ def linear_module(model, n_features, classes=None):
         weight, bias = coef, intercept
     else:
         weight = np.zeros((len(classes), n_features))
-        bias = np.full(len(classes), _UNSEEN_CLASS_LOGIT)
+        bias = np.full(len(classes), UNSEEN_CLASS_LOGIT)
         if len(model.classes_) == 2 and coef.shape[0] == 1:
             # Binary logistic regression has one logit; [0, z] is equivalent.
             bias[model.classes_] = [0.0, intercept[0]]

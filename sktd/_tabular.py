@@ -38,6 +38,8 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from threadpoolctl import threadpool_limits
 from torch import nn
 
+from ._networks import UNSEEN_CLASS_LOGIT
+
 TABULAR_CANDIDATES = (
     "hgb_target",
     "hgb_pooled",
@@ -53,8 +55,6 @@ POOLED_SOURCE_ROWS = 5000
 # Importance weights are clipped to this range before normalising.
 _WEIGHT_CLIP = (0.05, 20.0)
 
-# Log-probability of a class a model never saw.
-_UNSEEN_CLASS_LOGIT = -30.0
 
 _RIDGE_ALPHAS = np.logspace(-3, 3, 13)
 
@@ -114,10 +114,19 @@ class ScikitLearnTeacher(nn.Module):
     output_range : tuple of ndarray, default=None
         Regression: the lowest and highest label of each target the model
         learnt from; its predictions are clipped to them.
+    temperature : float, default=1.0
+        Classification: the log-probabilities of the classes the model saw
+        are divided by it (see :meth:`with_temperature`).
     """
 
     def __init__(
-        self, model, n_outputs, classification, augment=False, output_range=None
+        self,
+        model,
+        n_outputs,
+        classification,
+        augment=False,
+        output_range=None,
+        temperature=1.0,
     ):
         super().__init__()
         # No weights to learn; an empty one keeps torch's optimizers, which
@@ -128,6 +137,21 @@ class ScikitLearnTeacher(nn.Module):
         self.classification = classification
         self.augment = augment
         self.output_range = output_range
+        self.temperature = temperature
+
+    def with_temperature(self, temperature):
+        """Return a copy whose seen classes' log-probabilities are divided by it.
+
+        The fitted model is shared, not copied: it is never trained again.
+        """
+        return ScikitLearnTeacher(
+            self.model,
+            self.n_outputs,
+            self.classification,
+            augment=self.augment,
+            output_range=self.output_range,
+            temperature=temperature,
+        )
 
     @_within_the_fits_threads
     def forward(self, X):
@@ -136,9 +160,13 @@ class ScikitLearnTeacher(nn.Module):
         if self.augment:
             rows = augment(rows, is_source=np.zeros(len(rows), bool))
         if self.classification:
-            outputs = np.full((len(rows), self.n_outputs), _UNSEEN_CLASS_LOGIT)
+            outputs = np.full((len(rows), self.n_outputs), UNSEEN_CLASS_LOGIT)
             proba = self.model.predict_proba(rows)
-            outputs[:, self.model.classes_] = np.log(np.clip(proba, 1e-12, 1.0))
+            # getattr: teachers pickled by sktd 0.6 and earlier have none.
+            temperature = getattr(self, "temperature", 1.0)
+            outputs[:, self.model.classes_] = (
+                np.log(np.clip(proba, 1e-12, 1.0)) / temperature
+            )
         else:
             outputs = self.model.predict(rows).reshape(len(rows), -1)
             # getattr: teachers pickled by sktd 0.5 have no range.

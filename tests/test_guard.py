@@ -7,11 +7,15 @@ from sklearn.datasets import make_classification
 from torch import nn
 
 from sktd import TransferDistillClassifier, TransferDistillRegressor
+from sktd._arrays import softmax
 from sktd._guard import (
     CANDIDATES,
     blend_loss,
+    calibrate,
     choose_weights,
+    fit_temperature,
     guard,
+    select_ensemble,
     simplex_grid,
     teacher_architecture,
 )
@@ -353,3 +357,50 @@ def test_fold_networks_train_side_by_side_where_they_stack(
     else:
         assert stacks == []
         assert len(fold_nets) == 15
+
+
+def test_fit_temperature_recovers_the_temperature_labels_were_drawn_at():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (4000, 3))
+    y = np.array([rng.choice(3, p=p) for p in softmax(logits / 2.5)])
+    assert fit_temperature(logits, y) == pytest.approx(2.5, rel=0.1)
+    # Weights count rows: the rows of weight zero are ignored.
+    noisy = np.concatenate([y[:2000], rng.integers(0, 3, 2000)])
+    weights = np.r_[np.ones(2000), np.zeros(2000)]
+    assert fit_temperature(logits, noisy, weights) == pytest.approx(2.5, rel=0.15)
+
+
+def test_calibration_keeps_a_sure_candidate_from_being_diluted_by_a_weak_one():
+    # 40 rows: "sure" is right on 36 with logits of +-8 and confidently wrong
+    # on 4; "weak" is right on ~70 % with milder logits. Uncalibrated, the
+    # blend's log loss buys softness from "weak"; calibrated, it weighs
+    # what each knows.
+    rng = np.random.default_rng(0)
+    n = 40
+    y = rng.integers(0, 2, n)
+    predicted = np.where(np.arange(n) < 4, 1 - y, y)
+    sure = np.zeros((n, 2), np.float32)
+    sure[np.arange(n), predicted] = 8.0
+    weak = np.zeros((n, 2), np.float32)
+    weak[np.arange(n), np.where(rng.random(n) < 0.7, y, 1 - y)] = 1.0
+    outputs = {"sure": sure, "weak": weak}
+    raw, _ = select_ensemble(dict(outputs), y, True)
+    assert raw["weak"] > 0.3
+    stand_ins = {name: values[:2] for name, values in outputs.items()}
+    temperatures = calibrate(outputs, stand_ins, y)
+    assert temperatures["sure"] > 2
+    # Applied to the out-of-fold rows and the stand-ins alike.
+    np.testing.assert_allclose(outputs["sure"], sure / temperatures["sure"], rtol=1e-6)
+    np.testing.assert_allclose(stand_ins["sure"], outputs["sure"][:2])
+    calibrated, _ = select_ensemble(outputs, y, True)
+    assert calibrated["sure"] >= 0.85
+
+
+def test_calibration_leaves_unseen_class_logits_as_they_are():
+    y = np.array([0, 1] * 10)
+    logits = np.tile(np.array([[2.0, -2.0, -30.0], [-2.0, 2.0, -30.0]]), (10, 1))
+    logits[:3, :2] *= -1  # three confident errors: a temperature above one
+    outputs = {"linear": logits.astype(np.float32)}
+    temperatures = calibrate(outputs, {"linear": logits[:0]}, y)
+    assert temperatures["linear"] > 1
+    np.testing.assert_array_equal(outputs["linear"][:, 2], -30.0)

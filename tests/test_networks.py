@@ -12,11 +12,13 @@ from sktd._networks import (
     MLP,
     BlendedTeacher,
     TeacherFeatures,
+    Tempered,
     bag,
     has_features,
     linear_module,
     stack_networks,
     stackable,
+    tempered,
     unstack_networks,
 )
 
@@ -117,3 +119,61 @@ def test_only_networks_known_to_map_rows_alone_are_stacked():
     assert not stackable(nn.Linear(3, 2, bias=False))
     with pytest.raises(TypeError, match="Own cannot be stacked"):
         stack_networks([Own(), Own()])
+
+
+def _logits(module, X):
+    with torch.no_grad():
+        return module(X)
+
+
+def test_a_tempered_network_is_a_rescaled_copy_with_the_same_parameters():
+    torch.manual_seed(0)
+    network = MLP(4, 3, (5,))
+    X = torch.randn(6, 4)
+    before = _logits(network, X)
+    hotter = tempered(network, 2.5)
+    torch.testing.assert_close(_logits(hotter, X), before / 2.5)
+    # A copy of the same structure (model files name its tensors as any
+    # network's); the candidate itself is untouched.
+    assert type(hotter) is MLP and hotter is not network
+    assert list(hotter.state_dict()) == list(network.state_dict())
+    torch.testing.assert_close(_logits(network, X), before)
+    assert tempered(network, 1.0) is network
+
+
+def test_tempering_keeps_a_linear_models_unseen_class_impossible():
+    X, y = make_classification(80, n_features=4, n_informative=2, random_state=0)
+    layer = linear_module(LogisticRegression().fit(X, y), 4, classes=np.arange(3))
+    rows = torch.tensor(X, dtype=torch.float32)
+    before, after = _logits(layer, rows), _logits(tempered(layer, 4.0), rows)
+    torch.testing.assert_close(after[:, :2], before[:, :2] / 4.0)
+    torch.testing.assert_close(after[:, 2], before[:, 2])
+    assert torch.softmax(after, 1)[:, 2].max() < 1e-6
+
+
+def test_a_tempered_bag_tempers_each_member_and_keeps_their_weights():
+    torch.manual_seed(0)
+    networks = [MLP(3, 2, (4,)) for _ in range(3)]
+    X = torch.randn(5, 3)
+    expected = bag([tempered(n, 0.5) for n in networks], classification=True)
+    result = tempered(bag(networks, classification=True), 0.5)
+    assert isinstance(result, BlendedTeacher)
+    torch.testing.assert_close(_logits(result, X), _logits(expected, X))
+
+
+def test_a_module_it_cannot_rescale_is_wrapped_and_keeps_unseen_logits():
+    class Custom(nn.Module):
+        def forward(self, X):
+            return torch.stack([X[:, 0], torch.full_like(X[:, 0], -30.0)], 1)
+
+        def features(self, X):
+            return X
+
+    X = torch.randn(4, 2)
+    wrapped = tempered(Custom(), 3.0)
+    assert isinstance(wrapped, Tempered)
+    torch.testing.assert_close(_logits(wrapped, X)[:, 0], X[:, 0] / 3.0)
+    torch.testing.assert_close(_logits(wrapped, X)[:, 1], torch.full((4,), -30.0))
+    # The hint loss still reads the wrapped network's hidden layer.
+    assert has_features(wrapped)
+    torch.testing.assert_close(TeacherFeatures(wrapped)(X), X)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_classification, make_regression
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 
 from sktd import TransferDistillClassifier, TransferDistillRegressor
 from sktd._guard import select_ensemble
@@ -31,6 +31,33 @@ def test_scikit_learn_teacher_returns_log_probabilities_over_every_class():
     # The encoded class the model never saw gets (almost) no probability.
     assert (outputs[:, 2] == -30).all()
     assert sum(p.numel() for p in teacher.parameters()) == 0
+
+
+def test_a_tempered_scikit_learn_teacher_divides_its_seen_classes_log_probabilities():
+    X, y = make_classification(60, n_features=4, random_state=0)
+    teacher = ScikitLearnTeacher(LogisticRegression().fit(X, y), 3, True)
+    rows = torch.tensor(X, dtype=torch.float32)
+    hotter = teacher.with_temperature(2.0)
+    assert hotter.model is teacher.model and teacher.temperature == 1.0
+    before, after = teacher(rows), hotter(rows)
+    torch.testing.assert_close(after[:, :2], before[:, :2] / 2.0)
+    # Class 2 was never seen: it stays impossible.
+    torch.testing.assert_close(after[:, 2], torch.full((60,), -30.0))
+
+
+@pytest.mark.parametrize("classification", [True, False])
+def test_a_teacher_pickled_before_its_temperature_and_range_existed_still_predicts(
+    classification,
+):
+    X, y = make_classification(60, n_features=4, random_state=0)
+    rows = torch.tensor(X, dtype=torch.float32)
+    model = (LogisticRegression() if classification else Ridge()).fit(X, y)
+    teacher = ScikitLearnTeacher(model, 2 if classification else 1, classification)
+    expected = teacher(rows)
+    # sktd 0.5 pickled neither attribute, 0.6 no temperature.
+    del teacher.temperature, teacher.output_range
+    old = pickle.loads(pickle.dumps(teacher))
+    torch.testing.assert_close(old(rows), expected)
 
 
 @pytest.mark.parametrize("classification", [True, False])
