@@ -8,7 +8,7 @@ from ._persistence import load, save
 from ._plotting import plot_agreement, plot_learning_curves
 from ._strategies import Pretrained
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 __all__ = [
     "Pretrained",
