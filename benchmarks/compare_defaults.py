@@ -18,6 +18,7 @@ import ast
 import contextlib
 import importlib
 import json
+import re
 import sys
 import time
 import warnings
@@ -44,7 +45,9 @@ def parse_config(text):
     """
     name, _, settings = text.partition("=")
     params = {}
-    for item in filter(None, settings.split(",")):
+    # A comma starts a new setting only before ``key=``: values may hold
+    # commas, as tuples do (``student_hidden_layer_sizes=(64,32)``).
+    for item in filter(None, re.split(r",(?=[\w.]+=)", settings)):
         key, value = item.split("=", 1)
         params[key] = ast.literal_eval(value)
     return name, params
