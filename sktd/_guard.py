@@ -261,9 +261,22 @@ def fit_temperature(logits, y, sample_weight=None):
 
     Temperature scaling (Guo et al., ICML 2017): one number per candidate,
     searched in :data:`_TEMPERATURE_RANGE`. ``y`` holds encoded labels;
-    ``sample_weight`` weighs the rows.
+    ``sample_weight`` weighs the rows. A row whose class the candidate never
+    saw (its logit at or below the unseen-class logit, which no temperature
+    changes: a fold can hold the one row of a class) is left out: its loss
+    of ~30 would otherwise decide the temperature of every other row. With
+    no row left, the temperature is one.
     """
     logits = np.asarray(logits, np.float64)
+    y = np.asarray(y)
+    known = logits[np.arange(len(y)), y] > UNSEEN_CLASS_LOGIT
+    if not known.any():
+        return 1.0
+    logits, y = logits[known], y[known]
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight)[known]
+        if not sample_weight.sum() > 0:
+            return 1.0
     rows = np.arange(len(y))
 
     def loss(log_temperature):

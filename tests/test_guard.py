@@ -370,6 +370,23 @@ def test_fit_temperature_recovers_the_temperature_labels_were_drawn_at():
     assert fit_temperature(logits, noisy, weights) == pytest.approx(2.5, rel=0.15)
 
 
+def test_rows_of_a_class_the_candidate_never_saw_do_not_set_its_temperature():
+    # An underconfident scikit-learn candidate (log-probabilities; labels
+    # drawn as if at temperature 0.3) that never saw class 2.
+    rng = np.random.default_rng(1)
+    scores = rng.normal(0, 1, (40, 2))
+    y = np.array([rng.choice(2, p=p) for p in softmax(scores / 0.3)])
+    logits = np.hstack([np.log(softmax(scores)), np.full((40, 1), -30.0)])
+    alone = fit_temperature(logits, y)
+    # A fold that holds the one row of class 2: a lower temperature lowers
+    # that row's loss (the seen classes' logits sink below the unseen one),
+    # and without the rule it pulled the temperature from 0.22 to 0.16.
+    with_unseen = fit_temperature(np.vstack([logits, logits[:1]]), np.r_[y, 2])
+    assert with_unseen == pytest.approx(alone, rel=1e-6)
+    assert alone == pytest.approx(0.22, abs=0.02)
+    assert fit_temperature(logits[:3], np.array([2, 2, 2])) == 1.0
+
+
 def test_calibration_keeps_a_sure_candidate_from_being_diluted_by_a_weak_one():
     # 40 rows: "sure" is right on 36 with logits of +-8 and confidently wrong
     # on 4; "weak" is right on ~70 % with milder logits. Uncalibrated, the
