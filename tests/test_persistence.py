@@ -133,6 +133,44 @@ def test_round_trip_of_every_teacher_the_guard_builds(
     )
 
 
+def test_round_trip_of_a_calibrated_teacher(
+    classification_domains, fast_params, tmp_path, monkeypatch
+):
+    import sktd._guard
+
+    # The tabular pool calibrates its candidates; with the weight on sktd's
+    # networks only, the file stores the teacher, temperatures included.
+    def select(outputs, y, classification, **kwargs):
+        forced = {"transferred": 0.5, "target_linear": 0.2, "target_network": 0.3}
+        weights = {name: forced.get(name, 0.0) for name in outputs}
+        return weights, {name: 0.0 for name in [*outputs, "blend"]}
+
+    monkeypatch.setattr(sktd._guard, "select_ensemble", select)
+    monkeypatch.setattr(sktd._guard, "fit_temperature", lambda *a, **k: 2.5)
+    fast_params.update(negative_transfer_guard=True, teacher_pool="tabular")
+    X, y, X_target, y_target = classification_domains
+    models = {}
+    for calibrated in (True, False):
+        monkeypatch.setattr(sktd._guard, "CALIBRATE_CANDIDATES", calibrated)
+        models[calibrated] = TransferDistillClassifier(
+            random_state=0, **fast_params
+        ).fit(X, y, X_target=X_target, y_target=y_target)
+    monkeypatch.undo()
+    model = models[True]
+    path = tmp_path / "model.safetensors"
+    save(model, path)
+    restored = load(path)
+    rows = torch.randn(16, X.shape[1], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        teacher_outputs = [m.teacher_.module_(rows).numpy() for m in (model, restored)]
+        # The same refitted linear member, at temperature 2.5 and at one.
+        members = [
+            models[c].teacher_.module_.members["target_linear"](rows) for c in models
+        ]
+    np.testing.assert_array_equal(*teacher_outputs)
+    torch.testing.assert_close(members[0] * 2.5, members[1], rtol=1e-5, atol=1e-5)
+
+
 def test_tampered_file_is_refused(fitted, tmp_path):
     model, _ = fitted
     path = tmp_path / "model.safetensors"
