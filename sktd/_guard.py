@@ -36,6 +36,7 @@ from ._networks import (
     UNSEEN_CLASS_LOGIT,
     BlendedTeacher,
     bag,
+    divide_logits,
     linear_module,
     stack_networks,
     stackable,
@@ -280,7 +281,7 @@ def fit_temperature(logits, y, sample_weight=None):
     rows = np.arange(len(y))
 
     def loss(log_temperature):
-        proba = softmax(divided(logits, np.exp(log_temperature)))[rows, y]
+        proba = softmax(divide_logits(logits, np.exp(log_temperature)))[rows, y]
         return np.average(-np.log(np.clip(proba, 1e-12, 1)), weights=sample_weight)
 
     bounds = tuple(np.log(_TEMPERATURE_RANGE))
@@ -300,21 +301,18 @@ def calibrate(outputs, stand_in_outputs, y, sample_weight=None):
     judged on; the stand-ins of missing classes keep their full weight) and
     applied to its outputs, ``outputs`` and ``stand_in_outputs`` in place, so
     the blend weighs what the candidates know rather than how sure they say
-    they are. Logits at or below the unseen-class logit stay, as in
-    :class:`~sktd._networks.Tempered`.
+    they are. Logits at or below the unseen-class logit stay
+    (:func:`~sktd._networks.divide_logits`).
     """
     temperatures = {}
     for name, logits in outputs.items():
         temperature = fit_temperature(logits, y, sample_weight)
         temperatures[name] = temperature
         for table in (outputs, stand_in_outputs):
-            table[name] = divided(table[name], temperature).astype(table[name].dtype)
+            table[name] = divide_logits(table[name], temperature).astype(
+                table[name].dtype
+            )
     return temperatures
-
-
-def divided(logits, temperature):
-    """``logits / temperature``, but for the unseen-class logits (numpy)."""
-    return np.where(logits <= UNSEEN_CLASS_LOGIT, logits, logits / temperature)
 
 
 def _fold_networks(

@@ -185,11 +185,17 @@ class Tempered(nn.Module):
 
     def forward(self, X):
         """Return the module's logits divided by the temperature."""
-        return _divided(self.module(X), self.temperature)
+        return divide_logits(self.module(X), self.temperature)
 
 
-def _divided(logits, temperature):
-    return torch.where(logits <= UNSEEN_CLASS_LOGIT, logits, logits / temperature)
+def divide_logits(logits, temperature):
+    """``logits / temperature``, but for the unseen-class logits, which stay.
+
+    The one rule of tempering, for torch tensors and numpy arrays alike: the
+    guard calibrates out-of-fold outputs with it, the teachers apply it.
+    """
+    where = torch.where if isinstance(logits, torch.Tensor) else np.where
+    return where(logits <= UNSEEN_CLASS_LOGIT, logits, logits / temperature)
 
 
 def tempered(module, temperature):
@@ -219,7 +225,7 @@ def tempered(module, temperature):
         layer = module.head if isinstance(module, MLP) else module
         with torch.no_grad():
             # A row of a linear model for a class it never saw (no weights,
-            # the unseen-class bias) keeps its logit, as in ``Tempered``.
+            # the unseen-class bias) keeps its logit, as divide_logits does.
             unseen = (layer.weight == 0).all(dim=1) & (layer.bias <= UNSEEN_CLASS_LOGIT)
             scale = torch.where(unseen, 1.0, 1.0 / temperature)
             layer.weight.mul_(scale[:, None])

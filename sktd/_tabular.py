@@ -38,7 +38,7 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from ._networks import UNSEEN_CLASS_LOGIT
+from ._networks import UNSEEN_CLASS_LOGIT, divide_logits
 
 TABULAR_CANDIDATES = (
     "hgb_target",
@@ -54,7 +54,6 @@ POOLED_SOURCE_ROWS = 5000
 
 # Importance weights are clipped to this range before normalising.
 _WEIGHT_CLIP = (0.05, 20.0)
-
 
 _RIDGE_ALPHAS = np.logspace(-3, 3, 13)
 
@@ -162,11 +161,11 @@ class ScikitLearnTeacher(nn.Module):
         if self.classification:
             outputs = np.full((len(rows), self.n_outputs), UNSEEN_CLASS_LOGIT)
             proba = self.model.predict_proba(rows)
+            # Seen classes' log-probabilities are >= log(1e-12) > -30: the
+            # temperature divides them and leaves the unseen classes.
+            outputs[:, self.model.classes_] = np.log(np.clip(proba, 1e-12, 1.0))
             # getattr: teachers pickled by sktd 0.6 and earlier have none.
-            temperature = getattr(self, "temperature", 1.0)
-            outputs[:, self.model.classes_] = (
-                np.log(np.clip(proba, 1e-12, 1.0)) / temperature
-            )
+            outputs = divide_logits(outputs, getattr(self, "temperature", 1.0))
         else:
             outputs = self.model.predict(rows).reshape(len(rows), -1)
             # getattr: teachers pickled by sktd 0.5 have no range.
