@@ -295,7 +295,11 @@ def main():
     if args.quick or args.only or params or args.half != "both":
         return
     suites = "both suites" if args.suite == "all" else f"the {args.suite} suite only"
-    command = " ".join(["python benchmarks/bench_transfer.py", *sys.argv[1:]])
+    # Where the seeds' scores were kept does not change what was measured.
+    arguments = [a for a in sys.argv[1:] if not a.startswith("--json")]
+    if args.json and f"--json={args.json}" not in sys.argv:
+        arguments.remove(args.json)
+    command = " ".join(["python benchmarks/bench_transfer.py", *arguments])
     text = [
         "Transfer and distillation against the usual alternatives",
         "========================================================",

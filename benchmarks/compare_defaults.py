@@ -10,7 +10,9 @@ the unlabelled target rows::
         --config tabular=teacher_pool='"tabular"'
 
 Prints one line per task and seed and, per configuration, the mean margins over
-the CV-picked baseline and the teacher; ``--json`` saves every score.
+the CV-picked baseline and the teacher; ``--json`` saves every score. A change
+that only acts without unlabelled target rows is compared at half the cost with
+``--fits labelled``.
 """
 
 import argparse
@@ -82,6 +84,12 @@ def main():
     )
     parser.add_argument("--kind", choices=["classification", "regression"])
     parser.add_argument("--config", action="append", default=[])
+    parser.add_argument(
+        "--fits",
+        choices=["both", "all", "labelled"],
+        default="both",
+        help="fit with every target row, the labelled ones only, or both",
+    )
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     configs = dict(parse_config(c) for c in args.config) or {"default": {}}
@@ -106,13 +114,16 @@ def main():
             labelled = labelled_rows(data)
             row = {"task": task, "seed": seed, "cv_pick": picked, "pick": pick}
             for name, params in configs.items():
-                for rows_given, (X_t, y_t) in {
+                given = {
                     "all": (data["X_target"], data["y_target"]),
                     "labelled": (
                         data["X_target"][labelled],
                         data["y_target"][labelled],
                     ),
-                }.items():
+                }
+                for rows_given, (X_t, y_t) in given.items():
+                    if args.fits not in ("both", rows_given):
+                        continue
                     start = time.perf_counter()
                     with constants(params) as estimator_params:
                         model = cls(random_state=seed, **estimator_params).fit(
@@ -134,31 +145,54 @@ def main():
             rows.append(row)
             print(
                 f"{task[:34]:<34} {seed} CV {picked:6.1f} "
-                + " ".join(
-                    f"{n}: s {row[f'{n}/all/student']:.1f} "
-                    f"t {row[f'{n}/all/teacher']:.1f} "
-                    f"lo {row[f'{n}/labelled/student']:.1f} "
-                    f"{row[f'{n}/all/seconds']:.1f}s"
-                    for n in configs
-                ),
+                + " ".join(_fit_line(row, n) for n in configs),
                 flush=True,
             )
     for name in configs:
-        margin = [r[f"{name}/all/student"] - r["cv_pick"] for r in rows]
-        labelled_margin = [r[f"{name}/labelled/student"] - r["cv_pick"] for r in rows]
-        gap = [r[f"{name}/all/student"] - r[f"{name}/all/teacher"] for r in rows]
-        by_task = {}
-        for r, m in zip(rows, margin):
-            by_task.setdefault(r["task"], []).append(m)
-        worst = min(np.mean(v) for v in by_task.values())
-        seconds = [r[f"{name}/all/seconds"] for r in rows]
-        print(
-            f"{name}: student - CV pick mean {np.mean(margin):+.2f} (worst task "
-            f"{worst:+.2f}); labelled-only - CV pick {np.mean(labelled_margin):+.2f}; "
-            f"student - teacher {np.mean(gap):+.2f}; fit {np.mean(seconds):.1f} s"
-        )
+        print(_summary(rows, name))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+def _fit_line(row, name):
+    """``name: s ... t ... lo ... lt ... seconds`` for the fits that ran."""
+    parts = [f"{name}:"]
+    if f"{name}/all/student" in row:
+        parts += [
+            f"s {row[f'{name}/all/student']:.1f}",
+            f"t {row[f'{name}/all/teacher']:.1f}",
+        ]
+    if f"{name}/labelled/student" in row:
+        parts += [
+            f"lo {row[f'{name}/labelled/student']:.1f}",
+            f"lt {row[f'{name}/labelled/teacher']:.1f}",
+        ]
+    seconds = row.get(f"{name}/all/seconds", row.get(f"{name}/labelled/seconds"))
+    return " ".join(parts) + f" {seconds:.1f}s"
+
+
+def _summary(rows, name):
+    """Mean margins of configuration ``name`` over ``rows``, worst task by task."""
+
+    def mean_and_worst(student, reference):
+        margins = {}
+        for r in rows:
+            margins.setdefault(r["task"], []).append(r[student] - r[reference])
+        by_task = [np.mean(m) for m in margins.values()]
+        return f"{np.mean(by_task):+.2f} (worst task {min(by_task):+.2f})"
+
+    parts = []
+    for given, label in (("all", "student"), ("labelled", "labelled-only")):
+        if f"{name}/{given}/student" not in rows[0]:
+            continue
+        student, teacher = f"{name}/{given}/student", f"{name}/{given}/teacher"
+        seconds = np.mean([r[f"{name}/{given}/seconds"] for r in rows])
+        parts += [
+            f"{label} - CV pick {mean_and_worst(student, 'cv_pick')}",
+            f"{label} - teacher {mean_and_worst(student, teacher)}",
+            f"{label} fit {seconds:.1f} s",
+        ]
+    return f"{name}: " + "; ".join(parts)
 
 
 if __name__ == "__main__":
