@@ -45,7 +45,12 @@ from ._strategies import (
     adapt_pretrained,
 )
 from ._threads import resolve_threads, torch_threads
-from ._trainer import StageTrainer, TrainingSettings, check_device
+from ._trainer import (
+    StageTrainer,
+    TrainingSettings,
+    check_device,
+    check_hidden_layer_sizes,
+)
 from ._transfer_set import munge_rows
 
 
@@ -237,6 +242,10 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             The fitted estimator.
         """
         check_device(self.device)
+        for name in ("teacher_hidden_layer_sizes", "student_hidden_layer_sizes"):
+            # Before any training: a bad width would otherwise surface only
+            # when its stage builds its network, unnamed.
+            check_hidden_layer_sizes(getattr(self, name), name)
         check_hint(self.hint_weight, self.consistent_teaching, self.student)
         domains, fitted = self._validate_domains(
             X, y, X_target, y_target, sample_domain, sample_weight

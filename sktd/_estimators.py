@@ -504,12 +504,12 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
     # -- hooks used by the base class
 
     def _encode_labels(self, y, is_source, target_label_name, sample_weight=None):
-        try:
-            y = check_array(
-                y, ensure_2d=False, dtype=np.float64, ensure_all_finite=False
-            )
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"y must hold numbers for a regressor: {error}") from error
+        # Source and target parts apart, so the message names the argument
+        # that holds the value that is not a number.
+        for rows, name in ((is_source, "y"), (~is_source, target_label_name)):
+            if rows.any():
+                _as_numbers(y[rows], name)
+        y = _as_numbers(y, "y")
         columns = y.reshape(len(y), -1)
         check_finite_labels(
             columns[is_source],
@@ -570,3 +570,14 @@ def _base_arguments(arguments):
     """Return the base class's parameters among an ``__init__``'s ``locals()``."""
     names = inspect.signature(BaseTransferDistill.__init__).parameters
     return {name: arguments[name] for name in names if name != "self"}
+
+
+def _as_numbers(y, name):
+    """Return a regressor's labels as float64, or say which argument is wrong."""
+    try:
+        return check_array(
+            y, ensure_2d=False, dtype=np.float64, ensure_all_finite=False
+        )
+    except (TypeError, ValueError) as error:
+        message = f"{name} must hold numbers for a regressor: {error}"
+        raise ValueError(message) from error

@@ -331,11 +331,14 @@ def _fast_adam(device):
     return {"optimizer__foreach": True}
 
 
-def check_hidden_layer_sizes(sizes):
-    """Return ``sizes`` as a tuple of positive ints, or raise a ``ValueError``."""
+def check_hidden_layer_sizes(sizes, name="hidden_layer_sizes"):
+    """Return ``sizes`` as a tuple of positive ints, or raise a ``ValueError``.
+
+    ``name`` is the parameter the sizes came from, for the message.
+    """
     sizes = tuple(np.atleast_1d(sizes).tolist())
     if not all(isinstance(s, Integral) and s > 0 for s in sizes):
-        raise ValueError(f"hidden layer sizes must be positive integers, got {sizes}.")
+        raise ValueError(f"{name} must be positive integers, got {sizes}.")
     return sizes
 
 

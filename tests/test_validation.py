@@ -253,6 +253,12 @@ BAD_INPUTS = [
         "y must hold numbers for a regressor",
     ),
     (
+        "string y_target (regressor)",
+        lambda: reg().fit(X, yr, X_target=Xt, y_target=np.array(["a"] * 10)),
+        ValueError,
+        "y_target must hold numbers for a regressor",
+    ),
+    (
         "y_target with other outputs than y",
         lambda: reg().fit(X, yr, X_target=Xt, y_target=np.c_[ytr, ytr]),
         ValueError,
@@ -311,6 +317,18 @@ BAD_INPUTS = [
         lambda: TransferDistillClassifier(alpha=1.5).fit(X, y),
         ValueError,
         "The 'alpha' parameter of TransferDistillClassifier must be",
+    ),
+    (
+        "a teacher width that is not a positive integer",
+        lambda: clf().set_params(teacher_hidden_layer_sizes=(8.5,)).fit(X, y),
+        ValueError,
+        "teacher_hidden_layer_sizes must be positive integers",
+    ),
+    (
+        "a student width that is not a positive integer",
+        lambda: clf().set_params(student_hidden_layer_sizes=(4, 0)).fit(X, y),
+        ValueError,
+        "student_hidden_layer_sizes must be positive integers",
     ),
     (
         "a student that predicts NaN",
