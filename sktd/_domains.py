@@ -10,6 +10,7 @@ Unlabelled target rows carry ``y = -1`` (classification, scikit-learn's
 semi-supervised convention) or ``y = NaN`` (regression).
 """
 
+import re
 import sys
 import warnings
 from dataclasses import dataclass
@@ -386,9 +387,15 @@ def check_domains(estimator, X, y, X_target, y_target, sample_domain, unlabelled
             accept_sparse=SPARSE_FORMATS,
         )
     except ValueError as error:
-        if "could not convert" not in str(error):
+        if "could not convert" in str(error):
+            message = f"X: {error}; every feature must be numeric."
+        elif re.search(r"\bX\b", str(error)):
             raise
-        raise ValueError(f"X: {error}; every feature must be numeric.") from error
+        else:
+            # scikit-learn's message may not say which array it means, and
+            # fit takes two (X and X_target).
+            message = f"X: {error}"
+        raise ValueError(message) from error
     # NaN may mark unlabelled target rows: the estimators check labels per domain.
     y = check_array(
         y, ensure_2d=False, dtype=None, ensure_all_finite=False, input_name="y"

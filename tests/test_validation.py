@@ -319,6 +319,18 @@ BAD_INPUTS = [
         "The 'alpha' parameter of TransferDistillClassifier must be",
     ),
     (
+        "complex X",
+        lambda: clf().fit(X.astype(complex), y, X_target=Xt, y_target=yt),
+        ValueError,
+        "X: Complex data not supported",
+    ),
+    (
+        "3-D X",
+        lambda: clf().fit(X[:, :, None], y, X_target=Xt, y_target=yt),
+        ValueError,
+        "X: Found array with dim 3",
+    ),
+    (
         "a teacher width that is not a positive integer",
         lambda: clf().set_params(teacher_hidden_layer_sizes=(8.5,)).fit(X, y),
         ValueError,
