@@ -102,6 +102,8 @@ def save(estimator, path, *, key=None):
     ValueError
         If ``key`` is empty, or a parameter (named in the message) has a value
         :func:`load` would refuse.
+    OSError
+        If ``path`` cannot be written (a folder, no permission).
 
     Examples
     --------
@@ -121,6 +123,7 @@ def save(estimator, path, *, key=None):
     >>> bool((load(path, key=b"a secret").predict(X) == model.predict(X)).all())
     True
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     key = _check_key(key)
@@ -137,7 +140,12 @@ def save(estimator, path, *, key=None):
     checks = {_DIGEST: _digest(header, tensors)}
     if key is not None:
         checks[_HMAC] = _digest(header, tensors, key)
-    save_file(tensors, str(path), metadata={_HEADER: header, **checks})
+    try:
+        save_file(tensors, str(path), metadata={_HEADER: header, **checks})
+    except SafetensorError as error:
+        # safetensors reports an unwritable path (a folder, no permission)
+        # as its own error type; callers catch OSError for these.
+        raise OSError(f"save could not write {path}: {error}") from error
 
 
 def _estimator_payload(estimator):
@@ -315,6 +323,8 @@ def load(path, *, key=None, device=None):
         on this machine; or if ``key`` is empty.
     TypeError
         If ``key`` is not bytes or str.
+    FileNotFoundError
+        If there is no file at ``path``.
     """
     key = _check_key(key)
     if device is not None:
@@ -401,6 +411,9 @@ def _read(path):
             tensors = {name: handle.get_tensor(name) for name in names}
     except _Refused as refusal:
         raise ValueError(str(refusal)) from None
+    except FileNotFoundError as error:
+        # A path that is not there is not a bad file: say so as open() does.
+        raise FileNotFoundError(f"No sktd file at {path}: {error}") from error
     except (OSError, RuntimeError, ValueError, SafetensorError) as error:
         raise ValueError(f"{path} is not a readable sktd file: {error}") from error
     unknown = sorted(set(metadata) - {_HEADER, _DIGEST, _HMAC})

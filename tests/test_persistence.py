@@ -195,6 +195,14 @@ def test_not_an_sktd_file_is_refused(tmp_path):
         load(garbage)
 
 
+def test_a_missing_path_or_an_unwritable_one_is_an_os_error(saved, tmp_path):
+    model, _, _ = saved["regressor"]
+    with pytest.raises(FileNotFoundError, match="No sktd file at"):
+        load(tmp_path / "missing.safetensors")
+    with pytest.raises(OSError, match="save could not write"):
+        save(model, tmp_path)
+
+
 def test_truncated_file_is_refused(saved, tmp_path):
     _, _, path = saved["regressor"]
     data = path.read_bytes()
