@@ -252,6 +252,15 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         )
         seeds = Seeds(self.random_state)
         trainer = self._trainer(fitted["n_outputs_"])
+        n_features = domains.X.shape[1]
+        if not self._teacher_is_pretrained():
+            # A pretrained teacher's head is resized to the task instead.
+            trainer.check_module(
+                self.teacher, self.teacher_hidden_layer_sizes, n_features, "teacher"
+            )
+        trainer.check_module(
+            self.student, self.student_hidden_layer_sizes, n_features, "student"
+        )
         with (
             torch_threads(resolve_threads(self.torch_threads)),
             seeded_torch(seeds("torch")),

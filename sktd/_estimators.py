@@ -51,7 +51,8 @@ class TransferDistillClassifier(ClassifierMixin, BaseTransferDistill):
             default=None
         Teacher network. ``None`` builds an MLP with
         ``teacher_hidden_layer_sizes``. A module is copied, never trained in
-        place; it must map ``n_features`` inputs to ``n_classes`` logits. A
+        place; it must map ``n_features`` inputs to ``n_classes`` logits,
+        shape ``(n_rows, n_classes)`` (checked before any training). A
         skorch net contributes its module, optimizer, ``lr``, ``max_epochs``,
         ``batch_size`` and callbacks (an ``LRScheduler`` schedules each stage
         the net trains); its nested parameters (``teacher__lr``) can be tuned
@@ -363,7 +364,8 @@ class TransferDistillRegressor(RegressorMixin, BaseTransferDistill):
     teacher : None, torch.nn.Module, skorch.NeuralNet or Pretrained, \
             default=None
         Teacher network; see :class:`TransferDistillClassifier`. A module must
-        map ``n_features`` inputs to ``n_outputs`` values.
+        map ``n_features`` inputs to ``n_outputs`` values, shape ``(n_rows,
+        n_outputs)`` even for one target (checked before any training).
     {{student}}
     teacher_pretrained : "auto" or bool, default="auto"
         Whether ``teacher`` is already trained, so that the source stage is

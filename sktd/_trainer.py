@@ -97,6 +97,46 @@ class StageTrainer:
             torch.manual_seed(seed)
             return self._module_of(spec, hidden_layer_sizes, n_features)
 
+    def check_module(self, spec, hidden_layer_sizes, n_features, name):
+        """Refuse, before any training, a user's module of the wrong widths.
+
+        A module that cannot take rows of ``n_features`` would fail inside
+        torch, unnamed; one with more or fewer outputs than the task's would
+        be broadcast against its targets by the losses. ``name`` is the
+        estimator's parameter the module came from.
+        """
+        if spec is None:
+            return
+        # Building a skorch net's module class draws its initial weights from
+        # torch's global generator, which the caller's state must not see.
+        with INIT_LOCK:
+            state = torch.get_rng_state()
+            try:
+                module = self._module_of(spec, hidden_layer_sizes, n_features)
+            finally:
+                torch.set_rng_state(state)
+        parameter = next(module.parameters(), None)
+        device = "cpu" if parameter is None else parameter.device
+        module.eval()
+        try:
+            with torch.no_grad():
+                outputs = module(torch.zeros(2, n_features, device=device))
+        except RuntimeError as error:
+            raise ValueError(
+                f"{name}: the module cannot take rows of {n_features} features, "
+                f"as X has: {error}"
+            ) from error
+        shape = tuple(getattr(outputs, "shape", ()))
+        if shape != (2, self.n_outputs):
+            wanted = "classes" if self.classification else "targets"
+            if self.n_outputs == 1:
+                wanted = "target"
+            raise ValueError(
+                f"{name}: the module returns outputs of shape {shape[1:]} per "
+                f"row, but the task has {self.n_outputs} {wanted}: its output "
+                f"must have shape (n_rows, {self.n_outputs})."
+            )
+
     def _module_of(self, spec, hidden_layer_sizes, n_features):
         if spec is None:
             sizes = check_hidden_layer_sizes(hidden_layer_sizes)

@@ -343,6 +343,24 @@ BAD_INPUTS = [
         "student_hidden_layer_sizes must be positive integers",
     ),
     (
+        "a student module of the wrong input width",
+        lambda: clf().set_params(student=nn.Linear(2, 2)).fit(X, y),
+        ValueError,
+        "student: the module cannot take rows of 3 features",
+    ),
+    (
+        "a teacher module with a wrong number of outputs",
+        lambda: clf().set_params(teacher=nn.Linear(3, 5)).fit(X, y),
+        ValueError,
+        "teacher: the module returns outputs of shape (5,) per row",
+    ),
+    (
+        "a regression student with two outputs for one",
+        lambda: reg().set_params(student=nn.Linear(3, 2)).fit(X, yr),
+        ValueError,
+        "student: the module returns outputs of shape (2,) per row",
+    ),
+    (
         "a student that predicts NaN",
         lambda: clf().set_params(student=_NaNModule()).fit(X, y),
         ValueError,
@@ -441,7 +459,7 @@ def test_extreme_feature_scales_give_finite_predictions(scale):
 
 
 class _FlakyModule(nn.Module):
-    """Outputs NaN during its first forward calls, then behaves."""
+    """Outputs NaN during its first training forward calls, then behaves."""
 
     n_nan_calls = 0
 
@@ -451,10 +469,21 @@ class _FlakyModule(nn.Module):
 
     def forward(self, X):
         out = self.linear(X)
-        if type(self).n_nan_calls > 0:
+        if self.training and type(self).n_nan_calls > 0:
             type(self).n_nan_calls -= 1
             return out * float("nan")
         return out
+
+
+def test_checking_a_skorch_students_widths_leaves_torchs_generator_alone():
+    from skorch import NeuralNetClassifier
+
+    student = NeuralNetClassifier(
+        nn.Linear, module__in_features=3, module__out_features=2
+    )
+    before = torch.get_rng_state()
+    clf().set_params(student=student).fit(X, y)
+    assert torch.equal(before, torch.get_rng_state())
 
 
 def test_nan_loss_recovers_with_smaller_learning_rate():
