@@ -30,6 +30,7 @@ from ._domains import (
     check_sample_domain,
     check_weighted_rows,
     is_clean_float_array,
+    refuse_split_form_where_it_goes_wrong,
     standardised_rows,
     warn_if_spread_underflows,
 )
@@ -220,7 +221,10 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
             rows, the student from the teacher on every row.
         X_target : {array-like, sparse matrix} of shape (n_target, n_features), \
                 default=None
-            Target rows (split form).
+            Target rows (split form). Refused inside scikit-learn's
+            cross-validation tools and behind a Pipeline's earlier steps,
+            which would fold or transform ``X`` only: use the stacked form
+            there.
         y_target : array-like of shape (n_target,), default=None
             Labels of ``X_target``, ``-1`` / ``NaN`` where unknown. ``None``
             with ``X_target`` given means every target row is unlabelled.
@@ -473,6 +477,8 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         # scikit-learn's validation records the features on the estimator it
         # is given; a shallow copy keeps this estimator untouched until the end.
         probe = copy.copy(self)
+        if X_target is not None:
+            refuse_split_form_where_it_goes_wrong(self)
         X, y, is_source, target_label_name = check_domains(
             probe, X, y, X_target, y_target, sample_domain, self._unlabelled_marker()
         )

@@ -419,7 +419,6 @@ def check_domains(estimator, X, y, X_target, y_target, sample_domain, unlabelled
             )
         return X, y, is_source, "y"
 
-    _refuse_split_form_in_cross_validation()
     X_target = _check_target_rows(estimator, X_target)
     y, domain = stack_labels(
         y, y_target, X_target.shape[0], ("y", "y_target"), unlabelled
@@ -524,17 +523,19 @@ def _check_target_rows(estimator, X_target):
         raise ValueError(message) from error
 
 
-def _refuse_split_form_in_cross_validation():
-    """Raise if ``fit`` was called with ``X_target`` by scikit-learn's CV tools.
+def refuse_split_form_where_it_goes_wrong(estimator):
+    """Raise if ``estimator.fit`` got ``X_target`` from a Pipeline or CV tool.
 
     ``cross_val_score``, ``GridSearchCV`` and friends fold only ``X``: with
     ``X_target`` as a fit parameter the target rows are never in a test fold,
     and when ``len(X_target) == len(X)`` scikit-learn even slices them with the
     *source* rows' indices, silently. No result of such a run is meaningful.
+    A Pipeline's earlier steps transform ``X`` and never ``X_target``.
     """
     frame = sys._getframe(1)
     while frame is not None:
         code = frame.f_code
+        _refuse_split_form_behind_pipeline_steps(frame, estimator)
         if code.co_name == "_fit_and_score" and code.co_filename.endswith(
             "_validation.py"
         ):
@@ -549,6 +550,36 @@ def _refuse_split_form_in_cross_validation():
                 "and the fit parameter sample_domain."
             )
         frame = frame.f_back
+
+
+def _refuse_split_form_behind_pipeline_steps(frame, estimator):
+    """Raise if ``frame`` is that of a Pipeline ending in ``estimator`` after steps.
+
+    A fit parameter bypasses every step: the steps would transform the source
+    rows and hand the target rows to sktd untransformed, two domains on two
+    scales, silently.
+    """
+    from sklearn.pipeline import Pipeline
+
+    if not frame.f_code.co_filename.endswith("pipeline.py"):
+        return
+    pipeline = frame.f_locals.get("self")
+    if not isinstance(pipeline, Pipeline) or pipeline.steps[-1][1] is not estimator:
+        return
+    earlier = [
+        name
+        for name, step in pipeline.steps[:-1]
+        if step is not None and step != "passthrough"
+    ]
+    if earlier:
+        raise ValueError(
+            "X_target was passed to fit through a Pipeline whose steps before "
+            f"sktd ({', '.join(earlier)}) transform X only: the target rows "
+            "would reach sktd untransformed. Use the stacked form instead: X, y, "
+            "sample_domain = sktd.stack_domains(X_source, y_source, X_target, "
+            "y_target), then pipeline.fit(X, y, <sktd step>__sample_domain="
+            "sample_domain) (or sample_domain=... with metadata routing on)."
+        )
 
 
 def warn_if_spread_underflows(X, scaler, name):

@@ -211,6 +211,37 @@ def test_split_form_inside_cross_validation_is_refused(
         )
 
 
+def test_split_form_behind_pipeline_steps_is_refused(
+    classification_domains, fast_params
+):
+    # The scaler would transform the source rows only: X_target would reach
+    # sktd on another scale.
+    X, y, X_target, y_target = classification_domains
+    pipe = make_pipeline(
+        StandardScaler(), TransferDistillClassifier(random_state=0, **fast_params)
+    )
+    with pytest.raises(ValueError, match=r"steps before sktd \(standardscaler\)"):
+        pipe.fit(
+            X,
+            y,
+            transferdistillclassifier__X_target=X_target,
+            transferdistillclassifier__y_target=y_target,
+        )
+    # With no step before it, the Pipeline fits as sktd alone does.
+    alone = make_pipeline(TransferDistillClassifier(random_state=0, **fast_params))
+    alone.fit(
+        X,
+        y,
+        transferdistillclassifier__X_target=X_target,
+        transferdistillclassifier__y_target=y_target,
+    )
+    direct = TransferDistillClassifier(random_state=0, **fast_params)
+    direct.fit(X, y, X_target=X_target, y_target=y_target)
+    np.testing.assert_array_equal(
+        alone.predict_proba(X_target), direct.predict_proba(X_target)
+    )
+
+
 def test_split_and_stacked_forms_give_identical_predictions(
     classification_domains, fast_params
 ):
