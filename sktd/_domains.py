@@ -530,12 +530,14 @@ def refuse_split_form_where_it_goes_wrong(estimator):
     ``X_target`` as a fit parameter the target rows are never in a test fold,
     and when ``len(X_target) == len(X)`` scikit-learn even slices them with the
     *source* rows' indices, silently. No result of such a run is meaningful.
-    A Pipeline's earlier steps transform ``X`` and never ``X_target``.
+    A Pipeline's earlier steps transform ``X`` and never ``X_target``; a
+    TransformedTargetRegressor transforms ``y`` and never ``y_target``.
     """
     frame = sys._getframe(1)
     while frame is not None:
         code = frame.f_code
         _refuse_split_form_behind_pipeline_steps(frame, estimator)
+        _refuse_split_form_behind_a_target_transform(frame, estimator)
         if code.co_name == "_fit_and_score" and code.co_filename.endswith(
             "_validation.py"
         ):
@@ -579,6 +581,28 @@ def _refuse_split_form_behind_pipeline_steps(frame, estimator):
             "sample_domain = sktd.stack_domains(X_source, y_source, X_target, "
             "y_target), then pipeline.fit(X, y, <sktd step>__sample_domain="
             "sample_domain) (or sample_domain=... with metadata routing on)."
+        )
+
+
+def _refuse_split_form_behind_a_target_transform(frame, estimator):
+    """Raise if ``frame`` is a TransformedTargetRegressor's fitting ``estimator``.
+
+    It transforms ``y`` and never ``y_target``: with ``func=np.log`` the
+    target rows' labels reached sktd unlogged and the R² was -3e13.
+    """
+    from sklearn.compose import TransformedTargetRegressor
+
+    wrapper = frame.f_locals.get("self")
+    if (
+        isinstance(wrapper, TransformedTargetRegressor)
+        and getattr(wrapper, "regressor_", None) is estimator
+    ):
+        raise ValueError(
+            "X_target was passed to fit through a TransformedTargetRegressor, "
+            "which transforms y only: y_target would reach sktd untransformed. "
+            "Use the stacked form instead: X, y, sample_domain = "
+            "sktd.stack_domains(X_source, y_source, X_target, y_target), then "
+            "fit(X, y, sample_domain=sample_domain)."
         )
 
 

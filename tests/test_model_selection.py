@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import sklearn
 from sklearn.base import clone
+from sklearn.compose import TransformedTargetRegressor
 from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -240,6 +241,25 @@ def test_split_form_behind_pipeline_steps_is_refused(
     np.testing.assert_array_equal(
         alone.predict_proba(X_target), direct.predict_proba(X_target)
     )
+
+
+def test_split_form_behind_a_target_transform_is_refused(
+    regression_domains, fast_params
+):
+    X, y, X_target, y_target = regression_domains
+    # Labelled target rows only: the wrapper refuses NaN labels.
+    X_target, y_target = X_target[:20], y_target[:20]
+    wrapper = TransformedTargetRegressor(
+        TransferDistillRegressor(random_state=0, **fast_params),
+        func=np.cbrt,
+        inverse_func=lambda v: v**3,
+    )
+    with pytest.raises(ValueError, match="transforms y only"):
+        wrapper.fit(X, y, X_target=X_target, y_target=y_target)
+    # The stacked form goes through it: every label transformed alike.
+    X_all, y_all, domain = stack_domains(X, y, X_target, y_target)
+    wrapper.fit(X_all, y_all, sample_domain=domain)
+    assert wrapper.regressor_.n_features_in_ == X.shape[1]
 
 
 def test_split_and_stacked_forms_give_identical_predictions(
