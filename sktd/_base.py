@@ -222,9 +222,9 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         X_target : {array-like, sparse matrix} of shape (n_target, n_features), \
                 default=None
             Target rows (split form). Refused inside scikit-learn's
-            cross-validation tools and behind a Pipeline's earlier steps,
-            which would fold or transform ``X`` only: use the stacked form
-            there.
+            cross-validation tools, behind a Pipeline's earlier steps and
+            inside a ``TransformedTargetRegressor``, which fold or transform
+            ``X`` and ``y`` only: use the stacked form there.
         y_target : array-like of shape (n_target,), default=None
             Labels of ``X_target``, ``-1`` / ``NaN`` where unknown. ``None``
             with ``X_target`` given means every target row is unlabelled.

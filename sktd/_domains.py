@@ -538,12 +538,14 @@ def refuse_split_form_where_it_goes_wrong(estimator):
         code = frame.f_code
         _refuse_split_form_behind_pipeline_steps(frame, estimator)
         _refuse_split_form_behind_a_target_transform(frame, estimator)
-        if code.co_name == "_fit_and_score" and code.co_filename.endswith(
-            "_validation.py"
-        ):
+        if code.co_name in (
+            "_fit_and_score",
+            "_fit_and_predict",
+        ) and code.co_filename.endswith("_validation.py"):
             raise ValueError(
                 "X_target was passed to fit inside scikit-learn's cross-validation "
-                "(cross_val_score, cross_validate, GridSearchCV, ...). It folds "
+                "(cross_val_score, cross_validate, cross_val_predict, "
+                "GridSearchCV, ...). It folds "
                 "only X: the target rows would never be tested on, and when "
                 "len(X_target) == len(X) they are sliced with the source rows' "
                 "indices. Use the stacked form instead: X, y, sample_domain = "

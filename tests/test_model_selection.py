@@ -3,7 +3,12 @@ import pytest
 import sklearn
 from sklearn.base import clone
 from sklearn.compose import TransformedTargetRegressor
-from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validate
+from sklearn.model_selection import (
+    GridSearchCV,
+    cross_val_predict,
+    cross_val_score,
+    cross_validate,
+)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -209,6 +214,11 @@ def test_split_form_inside_cross_validation_is_refused(
             cv=3,
             params={"X_target": X_target, "y_target": y_target},
             error_score="raise",
+        )
+    # Its predictions would be of held-out source rows, the target never.
+    with pytest.raises(ValueError, match="Use the stacked form instead"):
+        cross_val_predict(
+            model, X, y, cv=3, params={"X_target": X_target, "y_target": y_target}
         )
 
 
