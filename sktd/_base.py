@@ -625,7 +625,9 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
         report : dict
             ``{"teacher": {...}, "student": {...}}``, each with ``score``
             (accuracy or R²), ``n_params`` and ``latency_ms``, the median
-            wall time to predict all of ``X``.
+            wall time to predict all of ``X``. ``n_params`` counts the
+            networks' weights and, for a teacher's scikit-learn members, the
+            linear models' coefficients and the boosted trees' nodes.
         """
         check_is_fitted(self)
         if not isinstance(n_repeats, Integral) or n_repeats < 1:

@@ -108,8 +108,17 @@ class HintedStudent(nn.Module):
 
 
 def count_parameters(module):
-    """Return the number of learnable scalars in ``module``."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+    """Return the size of ``module``: its learnable scalars, and its tabular members'.
+
+    A scikit-learn model in a blended teacher has no torch parameters; its
+    ``model_size`` (coefficients, or tree nodes) counts instead, so that a
+    teacher that is mostly gradient boosting does not report a size of 0.
+    """
+    weights = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    tabular = sum(
+        part.model_size() for part in module.modules() if hasattr(part, "model_size")
+    )
+    return weights + tabular
 
 
 class Standardised(nn.Module):

@@ -152,6 +152,10 @@ class ScikitLearnTeacher(nn.Module):
             temperature=temperature,
         )
 
+    def model_size(self):
+        """Return how many numbers the fitted model keeps to predict."""
+        return model_size(self.model)
+
     @_within_the_fits_threads
     def forward(self, X):
         """Return the model's log-probabilities or predictions as a tensor."""
@@ -172,6 +176,23 @@ class ScikitLearnTeacher(nn.Module):
             if getattr(self, "output_range", None) is not None:
                 outputs = np.clip(outputs, *self.output_range)
         return torch.as_tensor(outputs, dtype=torch.float32, device=X.device)
+
+
+def model_size(model):
+    """Numbers a fitted tabular model keeps to predict, its size beside a network's.
+
+    A linear model's coefficients and intercepts; a boosted model's tree nodes
+    (each a feature, a threshold and a value: one number per node is the
+    count, as a network's weight is one); a model of one class none.
+    """
+    estimators = getattr(model, "estimators_", None)
+    if estimators is not None:  # MultiOutputRegressor
+        return sum(model_size(estimator) for estimator in estimators)
+    if hasattr(model, "coef_"):
+        return int(np.size(model.coef_) + np.size(model.intercept_))
+    # scikit-learn keeps a boosted model's trees, one list per round, here.
+    rounds = getattr(model, "_predictors", None) or []
+    return sum(len(tree.nodes) for trees in rounds for tree in trees)
 
 
 def _teacher(model, n_outputs, classification, y, sample_weight, augment=False):

@@ -16,6 +16,7 @@ from sktd._tabular import (
     augment,
     fit_tabular,
     importance_weights,
+    model_size,
 )
 
 
@@ -276,3 +277,18 @@ def test_regression_candidates_never_predict_beyond_their_labels(name):
     ).reshape(-1, 1)
     inner = np.clip(inner, labels.min(), labels.max())
     np.testing.assert_allclose(teacher(near).numpy(), inner, rtol=1e-5, atol=1e-5)
+
+
+def test_a_tabular_models_size_counts_its_coefficients_or_its_tree_nodes():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.multioutput import MultiOutputRegressor
+
+    X, y = make_classification(n_samples=400, n_features=4, random_state=0)
+    assert model_size(LogisticRegression().fit(X, y)) == 4 + 1
+    # Three rounds of one tree of three leaves (two splits): five nodes each.
+    boosted = HistGradientBoostingClassifier(
+        max_iter=3, max_leaf_nodes=3, early_stopping=False, random_state=0
+    ).fit(X, y)
+    assert model_size(boosted) == 3 * 5
+    Y = np.c_[X[:, 0], X[:, 1]]
+    assert model_size(MultiOutputRegressor(Ridge()).fit(X, Y)) == 2 * (4 + 1)
