@@ -305,6 +305,7 @@ class BaseTransferDistill(BaseEstimator, metaclass=ABCMeta):
                 fitted.get("target_scaler_"),
                 seed=seeds("head"),
             )
+            trainer.check_widths(module, domains.X.shape[1], "teacher")
             if resized and not domains.labelled_target.any():
                 raise ValueError(
                     "The pretrained teacher's output width differs from the task's "

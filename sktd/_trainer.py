@@ -115,8 +115,16 @@ class StageTrainer:
                 module = self._module_of(spec, hidden_layer_sizes, n_features)
             finally:
                 torch.set_rng_state(state)
+        self.check_widths(module, n_features, name)
+
+    def check_widths(self, module, n_features, name):
+        """Refuse a built ``module`` that does not map ``n_features`` to the outputs.
+
+        Its ``train`` / ``eval`` mode is left as it was.
+        """
         parameter = next(module.parameters(), None)
         device = "cpu" if parameter is None else parameter.device
+        training = module.training
         module.eval()
         try:
             with torch.no_grad():
@@ -126,6 +134,8 @@ class StageTrainer:
                 f"{name}: the module cannot take rows of {n_features} features, "
                 f"as X has: {error}"
             ) from error
+        finally:
+            module.train(training)
         shape = tuple(getattr(outputs, "shape", ()))
         if shape != (2, self.n_outputs):
             wanted = "classes" if self.classification else "targets"

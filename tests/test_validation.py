@@ -14,7 +14,12 @@ import torch
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from sktd import TransferDistillClassifier, TransferDistillRegressor, stack_domains
+from sktd import (
+    Pretrained,
+    TransferDistillClassifier,
+    TransferDistillRegressor,
+    stack_domains,
+)
 
 DOCS_TABLE = pathlib.Path(__file__).parents[1] / "docs" / "user_guide" / "errors.rst"
 TINY = dict(
@@ -353,6 +358,12 @@ BAD_INPUTS = [
         lambda: clf().set_params(teacher=nn.Linear(3, 5)).fit(X, y),
         ValueError,
         "teacher: the module returns outputs of shape (5,) per row",
+    ),
+    (
+        "a pretrained teacher of the wrong input width",
+        lambda: clf().set_params(teacher=Pretrained(nn.Linear(2, 2))).fit(X, y),
+        ValueError,
+        "teacher: the module cannot take rows of 3 features",
     ),
     (
         "a regression student with two outputs for one",
