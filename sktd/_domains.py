@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array
 from sklearn.utils.validation import (
     _check_sample_weight,
@@ -563,8 +565,6 @@ def _refuse_split_form_behind_pipeline_steps(frame, estimator):
     rows and hand the target rows to sktd untransformed, two domains on two
     scales, silently.
     """
-    from sklearn.pipeline import Pipeline
-
     if not frame.f_code.co_filename.endswith("pipeline.py"):
         return
     pipeline = frame.f_locals.get("self")
@@ -592,8 +592,6 @@ def _refuse_split_form_behind_a_target_transform(frame, estimator):
     It transforms ``y`` and never ``y_target``: with ``func=np.log`` the
     target rows' labels reached sktd unlogged and the R² was -3e13.
     """
-    from sklearn.compose import TransformedTargetRegressor
-
     wrapper = frame.f_locals.get("self")
     if (
         isinstance(wrapper, TransformedTargetRegressor)

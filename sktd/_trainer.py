@@ -109,12 +109,8 @@ class StageTrainer:
             return
         # Building a skorch net's module class draws its initial weights from
         # torch's global generator, which the caller's state must not see.
-        with INIT_LOCK:
-            state = torch.get_rng_state()
-            try:
-                module = self._module_of(spec, hidden_layer_sizes, n_features)
-            finally:
-                torch.set_rng_state(state)
+        with INIT_LOCK, torch.random.fork_rng(devices=[]):
+            module = self._module_of(spec, hidden_layer_sizes, n_features)
         self.check_widths(module, n_features, name)
 
     def check_widths(self, module, n_features, name):
